@@ -1,0 +1,305 @@
+"""Flax linen BERT / RoBERTa encoder and the sequence classifier built on it.
+
+One post-LayerNorm transformer encoder serves both model types; they differ only in
+position ids and head (see `heads.py`):
+
+  BERT:     positions p_t = t
+  RoBERTa:  positions p_t = pad + cumsum(mask)_t · mask_t   (pad = padding index)
+
+  h_0 = LayerNorm(word[x] + type[s] + pos[p])
+  for each layer:  a = LayerNorm(h + Dropout(Attn(h) W_o))
+                   h = LayerNorm(a + Dropout(act(a W_1) W_2))
+  Attn(h) = softmax(Q Kᵀ / √d + mask) V, per head, padding keys masked out.
+
+Knobs: `dtype` (compute, e.g. bfloat16) and `param_dtype` (storage, e.g. float32);
+`attention` ("auto", "xla", "cudnn") picks `jax.nn.dot_product_attention`'s backend;
+`remat` recomputes each layer in the backward pass (`nn.remat`). Every parameter has
+logical axis names (`sharding.py`). Dropout uses the rng stream "dropout".
+
+Attention-probability dropout is not available in the fused kernels, so while training
+with `attention_probs_dropout_prob > 0` attention runs through Flax's explicit softmax
+(`nn.dot_product_attention`, XLA); set it to 0 to use cuDNN flash attention in training.
+
+References:
+  Devlin et al., "BERT", NAACL 2019; Liu et al., "RoBERTa", arXiv 1907.11692;
+  transformers' `modeling_bert.py` / `modeling_roberta.py` (the numerics we match).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from pats_jax.models import heads
+from pats_jax.models import sharding as sh
+from pats_jax.models.config import ModelConfig
+
+Dtype = Any
+ATTENTION_CHOICES = ("auto", "xla", "cudnn")
+
+
+def activation(name: str) -> Callable[[jax.Array], jax.Array]:
+  """The activation HF means by `hidden_act` (HF "gelu" is the exact erf form)."""
+  table = {
+    "gelu": lambda x: nn.gelu(x, approximate=False),
+    "gelu_python": lambda x: nn.gelu(x, approximate=False),
+    "gelu_new": lambda x: nn.gelu(x, approximate=True),
+    "gelu_fast": lambda x: nn.gelu(x, approximate=True),
+    "gelu_pytorch_tanh": lambda x: nn.gelu(x, approximate=True),
+    "relu": nn.relu,
+    "silu": nn.silu,
+    "swish": nn.silu,
+    "tanh": jnp.tanh,
+  }
+  if name not in table:
+    raise ValueError(f"hidden_act {name!r} is not supported; supported: {sorted(table)}")
+  return table[name]
+
+
+def resolve_attention(attention: str, dtype: Dtype, head_dim: int) -> str:
+  """The `jax.nn.dot_product_attention` implementation for the knob `attention`.
+
+  "auto" is "cudnn" on an Ampere-or-newer GPU with a 16-bit compute dtype and a head
+  width cuDNN flash attention supports (multiple of 8, at most 128), else "xla".
+  """
+  if attention not in ATTENTION_CHOICES:
+    raise ValueError(f"attention must be one of {ATTENTION_CHOICES}, got {attention!r}")
+  if attention != "auto":
+    return attention
+  if jax.default_backend() != "gpu":
+    return "xla"
+  if jnp.dtype(dtype) not in (jnp.dtype(jnp.bfloat16), jnp.dtype(jnp.float16)):
+    return "xla"
+  if head_dim % 8 or head_dim > 128:
+    return "xla"
+  capability = getattr(jax.devices()[0], "compute_capability", "0")
+  return "cudnn" if float(capability) >= 8.0 else "xla"
+
+
+def _normal(config: ModelConfig, axes: tuple[str, ...]):
+  return nn.with_logical_partitioning(nn.initializers.normal(config.initializer_range), axes)
+
+
+def _zeros(axes: tuple[str, ...]):
+  return nn.with_logical_partitioning(nn.initializers.zeros_init(), axes)
+
+
+def layer_norm(config: ModelConfig, dtype: Dtype, param_dtype: Dtype, name: str) -> nn.LayerNorm:
+  """LayerNorm over "embed" with HF's epsilon; statistics in float32, exact variance."""
+  return nn.LayerNorm(
+    epsilon=config.layer_norm_eps,
+    dtype=dtype,
+    param_dtype=param_dtype,
+    use_fast_variance=False,
+    scale_init=nn.with_logical_partitioning(nn.initializers.ones_init(), (sh.EMBED,)),
+    bias_init=_zeros((sh.EMBED,)),
+    name=name,
+  )
+
+
+class Embeddings(nn.Module):
+  """Word + position + token-type embeddings, LayerNorm, dropout."""
+
+  config: ModelConfig
+  dtype: Dtype = jnp.float32
+  param_dtype: Dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, input_ids, token_type_ids, position_ids, deterministic: bool):
+    cfg = self.config
+
+    def embed(num: int, axes: tuple[str, str], name: str) -> nn.Embed:
+      return nn.Embed(
+        num,
+        cfg.hidden_size,
+        dtype=self.dtype,
+        param_dtype=self.param_dtype,
+        embedding_init=_normal(cfg, axes),
+        name=name,
+      )
+
+    x = embed(cfg.vocab_size, (sh.VOCAB, sh.EMBED), "word_embeddings")(input_ids)
+    x = x + embed(cfg.type_vocab_size, (sh.TOKEN_TYPES, sh.EMBED), "token_type_embeddings")(
+      token_type_ids
+    )
+    x = x + embed(cfg.max_position_embeddings, (sh.POSITIONS, sh.EMBED), "position_embeddings")(
+      position_ids
+    )
+    x = layer_norm(cfg, self.dtype, self.param_dtype, "layer_norm")(x)
+    return nn.Dropout(cfg.hidden_dropout_prob)(x, deterministic=deterministic)
+
+
+class SelfAttention(nn.Module):
+  """Multi-head self-attention with per-head q/k/v kernels `[embed, heads, kv]`."""
+
+  config: ModelConfig
+  dtype: Dtype = jnp.float32
+  param_dtype: Dtype = jnp.float32
+  implementation: str = "xla"
+
+  @nn.compact
+  def __call__(self, x, mask, kv_lengths, deterministic: bool):
+    """Attends; `mask` is bool `[batch, 1, 1, length]`, `kv_lengths` int32 `[batch]`."""
+    cfg = self.config
+    shape = (cfg.num_attention_heads, cfg.head_dim)
+
+    def project(name: str) -> jax.Array:
+      return nn.DenseGeneral(
+        shape,
+        dtype=self.dtype,
+        param_dtype=self.param_dtype,
+        kernel_init=_normal(cfg, (sh.EMBED, sh.HEADS, sh.KV)),
+        bias_init=_zeros((sh.HEADS, sh.KV)),
+        name=name,
+      )(x)
+
+    query, key, value = project("query"), project("key"), project("value")
+    rate = cfg.attention_probs_dropout_prob
+    if rate > 0.0 and not deterministic:
+      out = nn.dot_product_attention(
+        query,
+        key,
+        value,
+        mask=mask,
+        dropout_rng=self.make_rng("dropout"),
+        dropout_rate=rate,
+        deterministic=False,
+        dtype=self.dtype,
+        force_fp32_for_softmax=True,
+      )
+    elif self.implementation == "cudnn":
+      # cuDNN takes padding as lengths: requires right-padded batches.
+      out = jax.nn.dot_product_attention(
+        query, key, value, key_value_seq_lengths=kv_lengths, implementation="cudnn"
+      )
+    else:
+      out = jax.nn.dot_product_attention(query, key, value, mask=mask, implementation="xla")
+    return nn.DenseGeneral(
+      cfg.hidden_size,
+      axis=(-2, -1),
+      dtype=self.dtype,
+      param_dtype=self.param_dtype,
+      kernel_init=_normal(cfg, (sh.HEADS, sh.KV, sh.EMBED)),
+      bias_init=_zeros((sh.EMBED,)),
+      name="output",
+    )(out)
+
+
+class TransformerLayer(nn.Module):
+  """One post-LayerNorm encoder layer: attention block then feed-forward block."""
+
+  config: ModelConfig
+  dtype: Dtype = jnp.float32
+  param_dtype: Dtype = jnp.float32
+  implementation: str = "xla"
+
+  @nn.compact
+  def __call__(self, x, mask, kv_lengths, deterministic: bool):
+    cfg = self.config
+    drop = nn.Dropout(cfg.hidden_dropout_prob)
+    attended = SelfAttention(
+      cfg, self.dtype, self.param_dtype, self.implementation, name="attention"
+    )(x, mask, kv_lengths, deterministic)
+    x = layer_norm(cfg, self.dtype, self.param_dtype, "attention_norm")(
+      x + drop(attended, deterministic=deterministic)
+    )
+    y = nn.Dense(
+      cfg.intermediate_size,
+      dtype=self.dtype,
+      param_dtype=self.param_dtype,
+      kernel_init=_normal(cfg, (sh.EMBED, sh.MLP)),
+      bias_init=_zeros((sh.MLP,)),
+      name="intermediate",
+    )(x)
+    y = activation(cfg.hidden_act)(y)
+    y = nn.Dense(
+      cfg.hidden_size,
+      dtype=self.dtype,
+      param_dtype=self.param_dtype,
+      kernel_init=_normal(cfg, (sh.MLP, sh.EMBED)),
+      bias_init=_zeros((sh.EMBED,)),
+      name="output",
+    )(y)
+    return layer_norm(cfg, self.dtype, self.param_dtype, "output_norm")(
+      x + drop(y, deterministic=deterministic)
+    )
+
+
+class Encoder(nn.Module):
+  """Embeddings and `num_hidden_layers` transformer layers; returns `[b, L, E]`."""
+
+  config: ModelConfig
+  dtype: Dtype = jnp.float32
+  param_dtype: Dtype = jnp.float32
+  attention: str = "auto"
+  remat: bool = False
+
+  @nn.compact
+  def __call__(self, input_ids, attention_mask, token_type_ids, deterministic: bool):
+    cfg = self.config
+    length = input_ids.shape[1]
+    offset = cfg.pad_token_id + 1 if cfg.model_type == "roberta" else 0
+    if length + offset > cfg.max_position_embeddings:
+      raise ValueError(
+        f"sequence length {length} exceeds the model's {cfg.max_position_embeddings - offset} "
+        "positions; truncate inputs (max_length) to at most that"
+      )
+    mask = attention_mask.astype(jnp.bool_)
+    if cfg.model_type == "roberta":
+      # HF counts non-padding tokens from padding_idx + 1; padding gets padding_idx.
+      keep = mask.astype(jnp.int32)
+      position_ids = jnp.cumsum(keep, axis=1) * keep + cfg.pad_token_id
+      token_type_ids = jnp.zeros_like(input_ids)
+    else:
+      position_ids = jnp.broadcast_to(jnp.arange(length, dtype=jnp.int32), input_ids.shape)
+      if token_type_ids is None:
+        token_type_ids = jnp.zeros_like(input_ids)
+    x = Embeddings(cfg, self.dtype, self.param_dtype, name="embeddings")(
+      input_ids, token_type_ids, position_ids, deterministic
+    )
+    implementation = resolve_attention(self.attention, self.dtype, cfg.head_dim)
+    layer_cls = nn.remat(TransformerLayer, static_argnums=(4,)) if self.remat else TransformerLayer
+    key_mask = mask[:, None, None, :]
+    kv_lengths = mask.sum(axis=1, dtype=jnp.int32)
+    for i in range(cfg.num_hidden_layers):
+      x = layer_cls(cfg, self.dtype, self.param_dtype, implementation, name=f"layer_{i}")(
+        x, key_mask, kv_lengths, deterministic
+      )
+    return x
+
+
+class SequenceClassifier(nn.Module):
+  """BERT / RoBERTa encoder with the standard sequence-classification head.
+
+  `apply({"params": p}, input_ids, attention_mask, token_type_ids, deterministic=True)`
+  returns float32 logits `[batch, num_labels]` (regression when num_labels == 1);
+  with `return_hidden=True` it returns `(logits, last_hidden_states [batch, L, E])`.
+  """
+
+  config: ModelConfig
+  dtype: Dtype = jnp.float32
+  param_dtype: Dtype = jnp.float32
+  attention: str = "auto"
+  remat: bool = False
+
+  @nn.compact
+  def __call__(
+    self,
+    input_ids: jax.Array,
+    attention_mask: jax.Array | None = None,
+    token_type_ids: jax.Array | None = None,
+    deterministic: bool = True,
+    return_hidden: bool = False,
+  ):
+    if attention_mask is None:
+      attention_mask = jnp.ones_like(input_ids)
+    hidden = Encoder(
+      self.config, self.dtype, self.param_dtype, self.attention, self.remat, name="encoder"
+    )(input_ids, attention_mask, token_type_ids, deterministic)
+    head = heads.make_head(self.config, self.dtype, self.param_dtype, name="head")
+    logits = head(hidden, deterministic=deterministic).astype(jnp.float32)
+    return (logits, hidden) if return_hidden else logits

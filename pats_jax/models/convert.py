@@ -1,0 +1,246 @@
+"""Hugging Face tensor names <-> our Flax parameter tree, both directions, shape-checked.
+
+A `TensorSpec` ties one HF tensor to one leaf of our tree and says how to reshape:
+
+  linear:  HF `weight` is `[out, in]` (torch Linear); our kernel is `[*in_dims, *out_dims]`
+           (e.g. query `[embed, heads, kv]`, attention output `[heads, kv, embed]`), so
+           kernel = weightᵀ reshaped, and weight = kernel reshaped to 2-D, transposed.
+  bias:    HF `[out]`, ours `[*out_dims]` (reshape).
+  plain:   embeddings and LayerNorm `weight`/`bias` (ours `scale`/`bias`), same shape.
+
+Encoder tensors carry the model prefix (`bert.` / `roberta.`) in a classifier
+checkpoint and none in a bare `BertModel` checkpoint (e.g. all-MiniLM-L6-v2); both load.
+Old checkpoints' LayerNorm `gamma`/`beta` are read as `weight`/`bias`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Mapping
+
+import numpy as np
+
+from pats_jax.models.config import ModelConfig
+
+# Non-persistent buffers some checkpoints contain; they are not parameters.
+_BUFFER_SUFFIXES = ("embeddings.position_ids", "embeddings.token_type_ids")
+
+
+@dataclasses.dataclass(frozen=True)
+class TensorSpec:
+  """One HF tensor and the leaf of our tree it maps to.
+
+  Attributes:
+    hf_name: the HF name without the model prefix (e.g. "embeddings.LayerNorm.weight").
+    path: the leaf's path in our params tree.
+    kind: "linear" (kernel), "bias", or "plain" (same shape both sides).
+    n_in: for "linear", how many leading kernel dims are input dims.
+    prefixed: whether the name takes the `bert.`/`roberta.` prefix in HF checkpoints.
+    in_head: part of the classification head (may be missing: newly initialised).
+  """
+
+  hf_name: str
+  path: tuple[str, ...]
+  kind: str
+  n_in: int = 1
+  prefixed: bool = True
+  in_head: bool = False
+
+  def hf_shape(self, shape: tuple[int, ...]) -> tuple[int, ...]:
+    """The HF tensor shape for our leaf shape."""
+    if self.kind == "linear":
+      return (math.prod(shape[self.n_in :]), math.prod(shape[: self.n_in]))
+    if self.kind == "bias":
+      return (math.prod(shape),)
+    return tuple(shape)
+
+  def to_ours(self, tensor: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """HF tensor -> our leaf (shape already checked)."""
+    if self.kind == "linear":
+      return np.ascontiguousarray(tensor.T).reshape(shape)
+    return tensor.reshape(shape)
+
+  def to_hf(self, leaf: np.ndarray) -> np.ndarray:
+    """Our leaf -> HF tensor."""
+    if self.kind == "linear":
+      return np.ascontiguousarray(leaf.reshape(math.prod(leaf.shape[: self.n_in]), -1).T)
+    if self.kind == "bias":
+      return leaf.reshape(-1)
+    return leaf
+
+
+def _linear(hf: str, path: tuple[str, ...], n_in: int = 1, **kw) -> list[TensorSpec]:
+  return [
+    TensorSpec(f"{hf}.weight", (*path, "kernel"), "linear", n_in, **kw),
+    TensorSpec(f"{hf}.bias", (*path, "bias"), "bias", **kw),
+  ]
+
+
+def _norm(hf: str, path: tuple[str, ...]) -> list[TensorSpec]:
+  return [
+    TensorSpec(f"{hf}.weight", (*path, "scale"), "plain"),
+    TensorSpec(f"{hf}.bias", (*path, "bias"), "plain"),
+  ]
+
+
+def tensor_specs(config: ModelConfig) -> list[TensorSpec]:
+  """Every tensor of `<Type>ForSequenceClassification` and its place in our tree."""
+  emb = ("encoder", "embeddings")
+  specs = [
+    TensorSpec(
+      "embeddings.word_embeddings.weight", (*emb, "word_embeddings", "embedding"), "plain"
+    ),
+    TensorSpec(
+      "embeddings.position_embeddings.weight",
+      (*emb, "position_embeddings", "embedding"),
+      "plain",
+    ),
+    TensorSpec(
+      "embeddings.token_type_embeddings.weight",
+      (*emb, "token_type_embeddings", "embedding"),
+      "plain",
+    ),
+    *_norm("embeddings.LayerNorm", (*emb, "layer_norm")),
+  ]
+  for i in range(config.num_hidden_layers):
+    hf, ours = f"encoder.layer.{i}", ("encoder", f"layer_{i}")
+    for name in ("query", "key", "value"):
+      specs += _linear(f"{hf}.attention.self.{name}", (*ours, "attention", name))
+    specs += _linear(f"{hf}.attention.output.dense", (*ours, "attention", "output"), n_in=2)
+    specs += _norm(f"{hf}.attention.output.LayerNorm", (*ours, "attention_norm"))
+    specs += _linear(f"{hf}.intermediate.dense", (*ours, "intermediate"))
+    specs += _linear(f"{hf}.output.dense", (*ours, "output"))
+    specs += _norm(f"{hf}.output.LayerNorm", (*ours, "output_norm"))
+  if config.model_type == "bert":
+    specs += _linear("pooler.dense", ("head", "pooler"), in_head=True)
+    specs += _linear("classifier", ("head", "classifier"), prefixed=False, in_head=True)
+  else:
+    specs += _linear("classifier.dense", ("head", "dense"), prefixed=False, in_head=True)
+    specs += _linear("classifier.out_proj", ("head", "out_proj"), prefixed=False, in_head=True)
+  return specs
+
+
+def _canonical_name(name: str) -> str:
+  """Old TF-converted names: LayerNorm.gamma/beta -> LayerNorm.weight/bias."""
+  if "LayerNorm." in name:
+    if name.endswith(".gamma"):
+      return name[: -len("gamma")] + "weight"
+    if name.endswith(".beta"):
+      return name[: -len("beta")] + "bias"
+  return name
+
+
+def _get(tree: Mapping, path: tuple[str, ...]):
+  for key in path:
+    tree = tree[key]
+  return tree
+
+
+def _set(tree: dict, path: tuple[str, ...], value) -> None:
+  for key in path[:-1]:
+    tree = tree.setdefault(key, {})
+  tree[path[-1]] = value
+
+
+@dataclasses.dataclass
+class Converted:
+  """Result of `from_hf`.
+
+  Attributes:
+    params: our params tree (numpy arrays) for every tensor used.
+    missing_head: head tensors the checkpoint lacks, named as `to_hf` writes them.
+    unused: checkpoint tensor names that map to nothing in our model.
+  """
+
+  params: dict
+  missing_head: list[str]
+  unused: list[str]
+
+
+def from_hf(
+  tensors: Mapping[str, np.ndarray],
+  config: ModelConfig,
+  shapes: Mapping,
+  *,
+  source: str,
+  skip_head: bool = False,
+) -> Converted:
+  """Maps HF checkpoint tensors onto our params tree.
+
+  Args:
+    tensors: HF name -> array, as read from the checkpoint.
+    config: the model config.
+    shapes: our params tree with leaves having `.shape` (e.g. from `jax.eval_shape`).
+    source: the checkpoint file, named in errors.
+    skip_head: ignore the checkpoint's head tensors (they are reported unused).
+
+  Returns:
+    The converted params, the missing head tensors and the unused tensors.
+
+  Raises:
+    ValueError: a tensor has the wrong shape, or an encoder tensor is missing.
+  """
+  base = config.model_type + "."
+  canonical = {_canonical_name(k): k for k in tensors}
+  has_prefix = any(k.startswith(base) for k in canonical)
+  used: set[str] = set()
+  params: dict = {}
+  missing_encoder: list[str] = []
+  missing_head: list[str] = []
+  bad_shapes: list[str] = []
+  head_mismatch = False
+  for spec in tensor_specs(config):
+    saved_name = (base if spec.prefixed else "") + spec.hf_name
+    name = (base if spec.prefixed and has_prefix else "") + spec.hf_name
+    if name not in canonical or (spec.in_head and skip_head):
+      if spec.in_head:
+        missing_head.append(saved_name)
+      else:
+        missing_encoder.append(name)
+      continue
+    original = canonical[name]
+    used.add(original)
+    tensor = np.asarray(tensors[original])
+    shape = tuple(_get(shapes, spec.path).shape)
+    expected = spec.hf_shape(shape)
+    if tuple(tensor.shape) != expected:
+      head_mismatch = head_mismatch or (spec.in_head and not spec.hf_name.startswith("pooler"))
+      bad_shapes.append(f"tensor {original!r} has shape {tuple(tensor.shape)}, expected {expected}")
+      continue
+    _set(params, spec.path, spec.to_ours(tensor, shape))
+  if bad_shapes:
+    more = f"; and {len(bad_shapes) - 5} more" if len(bad_shapes) > 5 else ""
+    hint = (
+      ". The checkpoint's classifier was trained for another number of labels: pass the "
+      "matching num_labels, or reinit_head=True to start a new head"
+      if head_mismatch
+      else ". Is config.json the one that belongs to these weights?"
+    )
+    raise ValueError(
+      f"{source}: {len(bad_shapes)} tensor(s) do not match config.json: "
+      + "; ".join(bad_shapes[:5])
+      + more
+      + hint
+    )
+  if missing_encoder:
+    raise ValueError(
+      f"{source}: missing {len(missing_encoder)} tensor(s) of the {config.model_type} "
+      f"encoder, e.g. {missing_encoder[:5]}; the file is incomplete or belongs to another "
+      "architecture (check config.json's model_type and num_hidden_layers)"
+    )
+  unused = sorted(k for k in tensors if k not in used and not k.endswith(_BUFFER_SUFFIXES))
+  return Converted(params, missing_head, unused)
+
+
+def to_hf(params: Mapping, config: ModelConfig) -> dict[str, np.ndarray]:
+  """Our params tree -> HF `<Type>ForSequenceClassification` tensors (float32 numpy)."""
+  base = config.model_type + "."
+  out = {}
+  for spec in tensor_specs(config):
+    try:
+      leaf = np.asarray(_get(params, spec.path), dtype=np.float32)
+    except KeyError as e:
+      raise ValueError(f"params lack {'/'.join(spec.path)} (HF {spec.hf_name!r})") from e
+    out[(base if spec.prefixed else "") + spec.hf_name] = spec.to_hf(leaf)
+  return out

@@ -1,0 +1,98 @@
+"""Logical axis names of the model parameters and their mapping onto a device mesh.
+
+Every parameter is created with `nn.with_logical_partitioning`, so it carries names for
+its dimensions (e.g. a query kernel is `("embed", "heads", "kv")`). `axis_rules` maps
+those names onto the mesh axes `"data"`, `"fsdp"` and `"tensor"`:
+
+  * data parallel (`fsdp=False, tensor=False`): every parameter replicated;
+  * FSDP (`fsdp=True`): the model dimension `"embed"` sharded over `"fsdp"` (every
+    matrix has one; it is a multiple of 8 for BERT/RoBERTa sizes, unlike the vocab);
+  * tensor parallel (`tensor=True`): attention heads and the MLP hidden dimension
+    sharded over `"tensor"` (Megatron-style); the head count must divide evenly.
+
+Use with `nn.logical_to_mesh_sharding(logical_axes(pretrained), mesh, axis_rules(...))`.
+
+References:
+  Flax "Scale up Flax modules on multiple devices" (logical axis annotations);
+  Shoeybi et al., "Megatron-LM", arXiv 1909.08053.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import TYPE_CHECKING
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+from jax.sharding import PartitionSpec
+
+if TYPE_CHECKING:
+  from pats_jax.models.loader import Pretrained
+
+# Logical names used on parameters (and "batch"/"length" for activations).
+BATCH = "batch"
+LENGTH = "length"
+VOCAB = "vocab"
+POSITIONS = "positions"
+TOKEN_TYPES = "token_types"
+EMBED = "embed"
+HEADS = "heads"
+KV = "kv"
+MLP = "mlp"
+POOLED = "pooled"
+CLASSES = "classes"
+
+
+def axis_rules(*, fsdp: bool, tensor: bool = False) -> tuple[tuple[str, str | tuple | None], ...]:
+  """Rules mapping logical axis names onto mesh axes "data", "fsdp", "tensor".
+
+  Args:
+    fsdp: shard the "embed" dimension of every parameter over mesh axis "fsdp" (and
+      the batch over ("data", "fsdp")).
+    tensor: shard "heads" and "mlp" over mesh axis "tensor".
+
+  Returns:
+    A tuple of `(logical_name, mesh_axis | tuple of mesh axes | None)` pairs for
+    `nn.logical_to_mesh_sharding` / `nn.logical_axis_rules`. Names mapped to None are
+    replicated. The mesh must have every axis named in the rules.
+  """
+  shard_tensor = "tensor" if tensor else None
+  return (
+    (BATCH, ("data", "fsdp") if fsdp else "data"),
+    (LENGTH, None),
+    (VOCAB, None),
+    (POSITIONS, None),
+    (TOKEN_TYPES, None),
+    (EMBED, "fsdp" if fsdp else None),
+    (HEADS, shard_tensor),
+    (KV, None),
+    (MLP, shard_tensor),
+    (POOLED, None),
+    (CLASSES, None),
+  )
+
+
+def logical_axes(pretrained: Pretrained) -> dict:
+  """PartitionSpecs of logical axis names, with the same tree structure as params.
+
+  Args:
+    pretrained: a loaded model (`pats_jax.models.load`).
+
+  Returns:
+    A nested dict like `pretrained.params` whose leaves are `PartitionSpec`s of logical
+    names, e.g. `PartitionSpec("embed", "heads", "kv")` for a query kernel.
+  """
+  module = pretrained.module
+  tokens = jnp.zeros((1, 1), jnp.int32)
+  init = functools.partial(module.init, deterministic=True)
+  key = jax.random.key(0)
+  abstract = jax.eval_shape(init, {"params": key, "dropout": key}, tokens, tokens, tokens)
+  specs = nn.get_partition_spec(abstract)["params"]
+  is_spec = lambda x: isinstance(x, PartitionSpec)
+  if jax.tree.structure(specs, is_leaf=is_spec) != jax.tree.structure(pretrained.params):
+    raise ValueError(
+      "pretrained.params does not have the module's parameter tree; pass the Pretrained "
+      "returned by pats_jax.models.load (params of the same model)"
+    )
+  return specs
