@@ -1,0 +1,36 @@
+"""PATS (Perturbation According To Sensitivity) for JAX/Flax.
+
+The optimizer side lives here: `pats` (the optax transformation), its state and
+analysis helpers, the ready `pats_adamw`, and the baselines' optimizer parts (`adamw`,
+`sage`, `noisytune`). Models, data, metrics and the trainer are subpackages
+(`pats_jax.models`, `pats_jax.data`, `pats_jax.metrics`, `pats_jax.training`), imported
+on demand so that `import pats_jax` stays light.
+"""
+
+from pats_jax._adamw import adamw, pats_adamw
+from pats_jax._masks import all_leaves_mask, decay_mask, weight_matrix_mask
+from pats_jax._noisytune import noisytune
+from pats_jax._pats import (
+  PatsState,
+  find_pats_state,
+  noise_amplitude,
+  pats,
+  pats_statistics,
+)
+from pats_jax._sage import SageState, sage
+
+__all__ = [
+  "PatsState",
+  "SageState",
+  "adamw",
+  "all_leaves_mask",
+  "decay_mask",
+  "find_pats_state",
+  "noise_amplitude",
+  "noisytune",
+  "pats",
+  "pats_adamw",
+  "pats_statistics",
+  "sage",
+  "weight_matrix_mask",
+]

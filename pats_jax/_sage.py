@@ -1,0 +1,125 @@
+"""SAGE (sensitivity-guided adaptive learning rate), the spec's per-parameter baseline."""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from pats_jax import _checks, _masks, _steps
+
+
+class SageState(NamedTuple):
+  """State of `sage`.
+
+  Attributes:
+    count: int32 scalar, the number of steps taken.
+    sensitivity: the EMA `Ī` of `|θ ⊙ g|`: an array per selected leaf,
+      `optax.MaskedNode()` elsewhere.
+    inner_state: the state of the wrapped optimizer.
+  """
+
+  count: jax.Array
+  sensitivity: optax.Params
+  inner_state: optax.OptState
+
+
+def sage(
+  inner: optax.GradientTransformation,
+  *,
+  beta3: float = 0.85,
+  eps: float = 1e-12,
+  mask: _masks.MaskOrFn = None,
+  ema_dtype: Any = None,
+) -> optax.GradientTransformationExtraArgs:
+  r"""SAGE: scales `inner`'s step per parameter by its sensitivity's uncertainty.
+
+  Per step t and selected leaf, θ the parameters before the step, g the raw gradient:
+
+  - `I = |θ ⊙ g|` (the same code as PATS' step 1),
+  - `Ī ← β3·Ī + (1−β3)·I`, `Ī_bc = Ī / (1 − β3^t)`,
+  - `U = |I − Ī_bc|`,
+  - `updates = inner_updates ⊙ U / (Ī_bc + eps)` (the whole inner step, weight decay
+    included); unselected leaves get `inner_updates`.
+
+  At t = 1, `Ī_bc = I` so `U = 0`: the first step is zero on selected leaves, as the
+  formula says. Use a learning rate 2-5× the usual (the paper's advice).
+
+  Args:
+    inner: the optimizer to scale (the paper: AdamW).
+    beta3: EMA decay of the sensitivity, in [0, 1).
+    eps: added to `Ī_bc` in the denominator, >= 0.
+    mask: which leaves are scaled: None (all leaves, as in the paper), a pytree of bools
+      like params (or a prefix of it), or a callable returning one.
+    ema_dtype: storage dtype of `Ī`; None: each parameter's dtype.
+
+  Returns:
+    An `optax.GradientTransformationExtraArgs` whose `update` needs `params`; its state
+    is a `SageState`.
+
+  Example:
+    >>> import jax.numpy as jnp, optax
+    >>> import pats_jax
+    >>> opt = pats_jax.sage(optax.sgd(1.0))
+    >>> params = jnp.array([1.0, 2.0])
+    >>> state = opt.init(params)
+    >>> _, state = opt.update(jnp.array([1.0, 1.0]), state, params)
+    >>> updates, state = opt.update(jnp.array([3.0, 1.0]), state, params)
+    >>> jnp.round(updates, 3)  # Ī_bc = [2.081, 2], U = [0.919, 0], g = [3, 1]
+    Array([-1.325, -0.   ], dtype=float32)
+
+  References:
+    Liang et al., `No Parameters Left Behind: Sensitivity Guided Adaptive Learning Rate
+    for Training Large Transformer Models <https://arxiv.org/abs/2202.02664>`_, ICLR 2022.
+  """
+  inner = _checks.check_inner("inner", inner)
+  _checks.check_beta("beta3", beta3)
+  _checks.check_nonnegative("eps", eps)
+  if mask is not None and not callable(mask):
+    jax.tree.map(_masks.as_bool, mask)
+  ema_dtype = _checks.check_float_dtype("ema_dtype", ema_dtype)
+
+  def init_fn(params: optax.Params) -> SageState:
+    _checks.array_leaves("params", params)
+    return SageState(
+      count=jnp.zeros([], jnp.int32),
+      sensitivity=_masks.masked_zeros(
+        mask, params, default=_masks.all_leaves_mask, dtype=ema_dtype
+      ),
+      inner_state=inner.init(params),
+    )
+
+  def update_fn(
+    updates: optax.Updates,
+    state: SageState,
+    params: optax.Params | None = None,
+    **extra_args: Any,
+  ) -> tuple[optax.Updates, SageState]:
+    if params is None:
+      raise ValueError("sage needs params: call update(updates, state, params).")
+    grads, treedef = _checks.array_leaves("updates", updates)
+    thetas = _checks.same_structure("params", params, "updates", treedef)
+    _checks.matching_shapes("updates", grads, "params", thetas)
+    entries = _checks.state_entries("state.sensitivity", state.sensitivity, treedef)
+
+    inner_updates, inner_state = inner.update(updates, state.inner_state, params, **extra_args)
+    outs = list(_checks.same_structure("the updates of inner", inner_updates, "updates", treedef))
+
+    idx = _masks.selected_indices(entries)
+    count = optax.safe_increment(state.count)
+    sens = [_steps.sensitivity(thetas[i], grads[i], "taylor") for i in idx]
+    avg, _ = _steps.update_emas(sens, [entries[i] for i in idx], None, beta3, None)
+    for j, i in enumerate(idx):
+      i_bc = optax.tree.bias_correction(avg[j].astype(sens[j].dtype), beta3, count)
+      factor = jnp.abs(sens[j] - i_bc) / (i_bc + eps)
+      outs[i] = (outs[i].astype(factor.dtype) * factor).astype(outs[i].dtype)
+
+    return treedef.unflatten(outs), SageState(
+      count=count,
+      sensitivity=_masks.replace_at(entries, idx, avg, treedef),
+      inner_state=inner_state,
+    )
+
+  return optax.GradientTransformationExtraArgs(init_fn, update_fn)

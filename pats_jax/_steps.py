@@ -1,0 +1,175 @@
+"""The per-leaf steps of `PATS_SPEC.md`, one function per idea.
+
+Shared by `pats` (the transformation), `noise_amplitude` and `pats_statistics`
+(analysis and logging), `sage` (sensitivity) and `noisytune` (matrix-wise noise), so
+the numbers a plot or a log shows are the numbers the optimizer uses.
+
+Everything is computed in at least float32 (`compute_dtype`): bfloat16 leaves are
+upcast for the arithmetic and the results cast back where they are stored.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from pats_jax import _threefry
+
+SENSITIVITIES = ("taylor", "gradient")
+NORMALIZATIONS = ("minmax", "rank", "none")
+DIRECTIONS = ("normal", "inverse")
+DISTRIBUTIONS = ("uniform", "gaussian")
+
+
+def compute_dtype(dtype: Any) -> Any:
+  """float32 for low-precision floats, the dtype itself for float32/float64."""
+  return jnp.promote_types(dtype, jnp.float32)
+
+
+def sensitivity(theta: jax.Array, grad: jax.Array, kind: str) -> jax.Array:
+  """Step 1: `s = |θ ⊙ g|` ("taylor") or `|g|` ("gradient"), in the compute dtype."""
+  ct = compute_dtype(jnp.promote_types(theta.dtype, grad.dtype))
+  g = grad.astype(ct)
+  if kind == "gradient":
+    return jnp.abs(g)
+  return jnp.abs(theta.astype(ct) * g)
+
+
+def update_emas(
+  s: list[jax.Array],
+  s_hat: list[jax.Array],
+  u_hat: list[jax.Array] | None,
+  beta1: Any,
+  beta2: Any,
+) -> tuple[list[jax.Array], list[jax.Array] | None]:
+  """Steps 2-3: `ŝ ← β1·ŝ + (1−β1)·s`; `û ← β2·û + (1−β2)·|s − ŝ|` with the new ŝ.
+
+  The new EMAs are returned in the dtype of the old ones (the state's storage dtype),
+  and `û` uses `ŝ` as stored, so a bfloat16 state is self-consistent.
+  """
+  new_s_hat = optax.tree.update_moment(s, s_hat, beta1, 1)
+  new_s_hat = [n.astype(o.dtype) for n, o in zip(new_s_hat, s_hat, strict=True)]
+  if u_hat is None:
+    return new_s_hat, None
+  dev = [jnp.abs(x - m.astype(x.dtype)) for x, m in zip(s, new_s_hat, strict=True)]
+  new_u_hat = optax.tree.update_moment(dev, u_hat, beta2, 1)
+  new_u_hat = [n.astype(o.dtype) for n, o in zip(new_u_hat, u_hat, strict=True)]
+  return new_s_hat, new_u_hat
+
+
+def importance(s_hat: jax.Array, u_hat: jax.Array | None) -> jax.Array:
+  """Step 3: `I = ŝ ⊙ û` with uncertainty, `I = ŝ` without, in the compute dtype."""
+  ct = compute_dtype(s_hat.dtype)
+  imp = s_hat.astype(ct)
+  if u_hat is not None:
+    imp = imp * u_hat.astype(ct)
+  return imp
+
+
+def _ravel(x: jax.Array) -> jax.Array:
+  """`x` as 1-D; a leaf sharded in its type (explicit mesh axes) is gathered first."""
+  spec = jax.typeof(x).sharding.spec
+  if any(p is not None for p in spec):
+    return jnp.reshape(x, (x.size,), out_sharding=jax.P())
+  return jnp.reshape(x, (x.size,))
+
+
+def _unravel(flat: jax.Array, like: jax.Array) -> jax.Array:
+  sharding = jax.typeof(like).sharding
+  if any(p is not None for p in sharding.spec):
+    return jnp.reshape(flat, like.shape, out_sharding=sharding)
+  return jnp.reshape(flat, like.shape)
+
+
+def _rank01(imp: jax.Array) -> jax.Array:
+  """Rank of each element in its leaf divided by (size − 1); ties share the lowest rank.
+
+  One argsort, one cumulative max and one scatter per leaf. Ties taking the lowest rank
+  make a constant leaf give `r = 0` everywhere, as `minmax` does (no information).
+  """
+  n = imp.size
+  if n <= 1:
+    return jnp.zeros_like(imp)
+  flat = _ravel(imp)
+  order = jnp.argsort(flat)
+  sorted_vals = flat[order]
+  idx = jnp.arange(n, dtype=jnp.int32)
+  starts = jnp.concatenate([jnp.ones((1,), bool), sorted_vals[1:] != sorted_vals[:-1]])
+  first = jax.lax.cummax(jnp.where(starts, idx, 0))  # lowest rank of each tie group
+  ranks = jnp.zeros((n,), jnp.int32).at[order].set(first, unique_indices=True)
+  return _unravel(ranks.astype(imp.dtype) / (n - 1), imp)
+
+
+def _min_max(x: jax.Array) -> tuple[jax.Array, jax.Array]:
+  """`(min x, max x)` in one reduction (one read of `x` where XLA would do two)."""
+  return jax.lax.reduce(
+    (x, x),
+    (jnp.array(jnp.inf, x.dtype), jnp.array(-jnp.inf, x.dtype)),
+    lambda a, b: (jnp.minimum(a[0], b[0]), jnp.maximum(a[1], b[1])),
+    tuple(range(x.ndim)),
+  )
+
+
+def normalize(imp: jax.Array, method: str) -> jax.Array:
+  """Step 4: importance to `r ∈ [0, 1]` within the leaf.
+
+  "minmax": `(I − min I)/(max I − min I)`, and 0 where `max I = min I`. "rank": the
+  element's rank over (size − 1). "none": 0 (a scalar, broadcast by the caller).
+  """
+  if method == "none":
+    return jnp.zeros((), imp.dtype)
+  if method == "rank":
+    return _rank01(imp)
+  lo, hi = _min_max(imp)
+  span = hi - lo
+  inv = jnp.where(span > 0, 1 / jnp.where(span > 0, span, 1), 0)
+  return (imp - lo) * inv
+
+
+def leaf_std(theta: jax.Array) -> jax.Array:
+  """`std(θ_W)`: the population standard deviation of the leaf (NoisyTune's scale)."""
+  return jnp.std(theta.astype(compute_dtype(theta.dtype)))
+
+
+def amplitude(theta: jax.Array, r: jax.Array, noise_scale: Any, direction: str) -> jax.Array:
+  """Step 5: `a = λ · std(θ_W) · (1 − r)` ("normal") or `λ · std(θ_W) · r` ("inverse")."""
+  weight = r if direction == "inverse" else 1 - r
+  scale = (noise_scale * leaf_std(theta)).astype(weight.dtype)
+  return scale * weight
+
+
+def _sampler(distribution: str):
+  """`(key, shape, dtype, out_sharding) -> ε` for `optax.tree.random_like`.
+
+  ε is drawn in the compute dtype of the leaf (float32 for bfloat16 leaves), with
+  `jax.random`'s values; for threefry keys through `_threefry`, which XLA fuses into the
+  noise pass.
+  """
+
+  def sample(key, shape, dtype, *, out_sharding=None):
+    dtype = compute_dtype(dtype)
+    fast = _threefry.supported(key, shape, dtype)
+    if distribution == "gaussian":
+      if fast:
+        return _threefry.normal(key, shape, out_sharding=out_sharding)
+      return jax.random.normal(key, shape, dtype, out_sharding=out_sharding)
+    if fast:
+      return _threefry.uniform(key, shape, -0.5, 0.5, out_sharding=out_sharding)
+    return jax.random.uniform(key, shape, dtype, -0.5, 0.5, out_sharding=out_sharding)
+
+  return sample
+
+
+def draw_noise(
+  key: jax.Array, thetas: list[jax.Array], amplitudes: list[jax.Array], distribution: str
+) -> list[jax.Array]:
+  """Step 6: `n = a ⊙ ε` per leaf, ε i.i.d. U(−1/2, 1/2) or N(0, 1).
+
+  One key per leaf is split from `key` (`optax.tree.random_like`), and ε takes the
+  leaf's sharding, so the same key gives the same noise on any device count.
+  """
+  eps = optax.tree.random_like(key, thetas, sampler=_sampler(distribution))
+  return [a * e for a, e in zip(amplitudes, eps, strict=True)]

@@ -1,0 +1,499 @@
+"""PATS_SPEC.md step by step, against a plain NumPy computation of the same step."""
+
+from __future__ import annotations
+
+import doctest
+import subprocess
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+import pats_jax
+from pats_jax import _adamw, _masks, _noisytune, _pats, _sage, _threefry
+
+# --- the reference: PATS_SPEC.md in NumPy (float64) -------------------------------------
+
+
+def np_normalize(imp, method):
+  """Step 4 in NumPy. Rank ties take the lowest rank (one of the spec's allowed choices)."""
+  if method == "none":
+    return np.zeros_like(imp)
+  if method == "rank":
+    flat = np.sort(imp.ravel())
+    return np.searchsorted(flat, imp, side="left") / max(imp.size - 1, 1)
+  lo, hi = imp.min(), imp.max()
+  return np.zeros_like(imp) if hi == lo else (imp - lo) / (hi - lo)
+
+
+def np_step(
+  theta,
+  g,
+  s_hat,
+  u_hat,
+  *,
+  lam,
+  beta1=0.85,
+  beta2=None,
+  sensitivity="taylor",
+  normalize="minmax",
+  direction="normal",
+):
+  """Steps 1-5 for one leaf: the new EMAs, r and the amplitude a."""
+  s = np.abs(g) if sensitivity == "gradient" else np.abs(theta * g)  # 1
+  s_hat = beta1 * s_hat + (1 - beta1) * s  # 2
+  if beta2 is None:  # 3
+    imp = s_hat
+  else:
+    u_hat = beta2 * u_hat + (1 - beta2) * np.abs(s - s_hat)
+    imp = s_hat * u_hat
+  r = np_normalize(imp, normalize)  # 4
+  a = lam * np.std(theta) * (r if direction == "inverse" else 1 - r)  # 5
+  return s_hat, u_hat, r, a
+
+
+def reference_eps(state_key, shapes, distribution="uniform"):
+  """Step 6's ε: the state's key split once, then one key per selected leaf."""
+  _, noise_key = jax.random.split(state_key)
+  keys = jax.random.split(noise_key, len(shapes))
+  if distribution == "uniform":
+    return [
+      np.asarray(jax.random.uniform(k, s, jnp.float32, -0.5, 0.5))
+      for k, s in zip(keys, shapes, strict=True)
+    ]
+  return [
+    np.asarray(jax.random.normal(k, s, jnp.float32)) for k, s in zip(keys, shapes, strict=True)
+  ]
+
+
+def make_params(seed=0):
+  rng = np.random.default_rng(seed)
+  return {
+    "dense": {
+      "kernel": jnp.asarray(rng.normal(size=(6, 5)), jnp.float32),
+      "bias": jnp.asarray(rng.normal(size=5), jnp.float32),
+    },
+    "emb": jnp.asarray(rng.normal(size=(7, 3)) * 0.1, jnp.float32),
+  }
+
+
+def make_grads(params, seed):
+  rng = np.random.default_rng(seed)
+  return jax.tree.map(lambda p: jnp.asarray(rng.normal(size=p.shape), p.dtype), params)
+
+
+SELECTED = [("dense", "kernel"), ("emb",)]  # the weight matrices, in leaf order
+
+
+def get(tree, path):
+  for k in path:
+    tree = tree[k]
+  return tree
+
+
+# --- steps 1-3: the EMAs after several steps --------------------------------------------
+
+
+@pytest.mark.parametrize("sensitivity", ["taylor", "gradient"])
+@pytest.mark.parametrize("beta2", [None, 0.7])
+def test_emas_after_several_steps(sensitivity, beta2):
+  params = make_params()
+  opt = pats_jax.pats(
+    optax.sgd(0.05), noise_scale=0.3, key=1, beta1=0.8, beta2=beta2, sensitivity=sensitivity
+  )
+  state = opt.init(params)
+  update = jax.jit(opt.update)
+  ref = {p: [np.zeros(get(params, p).shape), np.zeros(get(params, p).shape)] for p in SELECTED}
+  for t in range(5):
+    grads = make_grads(params, seed=10 + t)
+    for p in SELECTED:
+      s_hat, u_hat, _, _ = np_step(
+        np.asarray(get(params, p), np.float64),
+        np.asarray(get(grads, p), np.float64),
+        *ref[p],
+        lam=0.3,
+        beta1=0.8,
+        beta2=beta2,
+        sensitivity=sensitivity,
+      )
+      ref[p] = [s_hat, u_hat]
+    updates, state = update(grads, state, params)
+    params = optax.apply_updates(params, updates)  # θ moves, with noise: EMAs see it
+  assert int(state.count) == 5
+  for p in SELECTED:
+    np.testing.assert_allclose(get(state.sensitivity, p), ref[p][0], rtol=2e-5, atol=1e-7)
+    if beta2 is None:
+      assert state.uncertainty is None
+    else:
+      np.testing.assert_allclose(get(state.uncertainty, p), ref[p][1], rtol=2e-5, atol=1e-7)
+  assert state.sensitivity["dense"]["bias"] == optax.MaskedNode()
+
+
+# --- steps 4-7: normalisation, amplitude, noise, output -----------------------------------
+
+
+@pytest.mark.parametrize(
+  ("normalize", "direction", "distribution", "beta2"),
+  [
+    ("minmax", "normal", "uniform", None),
+    ("rank", "normal", "uniform", None),
+    ("none", "normal", "uniform", None),
+    ("minmax", "inverse", "uniform", None),
+    ("minmax", "normal", "gaussian", None),
+    ("rank", "inverse", "gaussian", 0.9),
+  ],
+)
+def test_noise_matches_reference(normalize, direction, distribution, beta2):
+  """Steps 1-7 at step 3, with inner = zero: the updates are the noise n = a ⊙ ε."""
+  params = make_params()
+  opt = pats_jax.pats(
+    optax.set_to_zero(),
+    noise_scale=0.2,
+    key=jax.random.key(7),
+    beta2=beta2,
+    normalize=normalize,
+    direction=direction,
+    distribution=distribution,
+  )
+  state = opt.init(params)
+  ref = {p: [np.zeros(get(params, p).shape), np.zeros(get(params, p).shape)] for p in SELECTED}
+  for t in range(3):
+    grads = make_grads(params, seed=20 + t)
+    eps = reference_eps(state.key, [get(params, p).shape for p in SELECTED], distribution)
+    updates, state = opt.update(grads, state, params)
+    for j, p in enumerate(SELECTED):
+      s_hat, u_hat, _, a = np_step(
+        np.asarray(get(params, p), np.float64),
+        np.asarray(get(grads, p), np.float64),
+        *ref[p],
+        lam=0.2,
+        beta2=beta2,
+        normalize=normalize,
+        direction=direction,
+      )
+      ref[p] = [s_hat, u_hat]
+      np.testing.assert_allclose(get(updates, p), a * eps[j], rtol=1e-5, atol=1e-7)
+  np.testing.assert_array_equal(updates["dense"]["bias"], 0.0)  # step 7: not selected
+
+
+@pytest.mark.parametrize("direction", ["normal", "inverse"])
+@pytest.mark.parametrize("normalize", ["minmax", "rank", "none"])
+def test_noise_amplitude_matches_numpy(normalize, direction):
+  rng = np.random.default_rng(3)
+  theta = rng.normal(size=(9, 4)).astype(np.float32)
+  imp = np.abs(rng.normal(size=(9, 4))).astype(np.float32)
+  imp[0, :2] = imp[1, 1]  # ties
+  a = pats_jax.noise_amplitude(
+    {"w": jnp.asarray(theta)},
+    {"w": jnp.asarray(imp)},
+    noise_scale=0.5,
+    normalize=normalize,
+    direction=direction,
+  )
+  r = np_normalize(imp.astype(np.float64), normalize)
+  expected = 0.5 * np.std(theta.astype(np.float64)) * (r if direction == "inverse" else 1 - r)
+  np.testing.assert_allclose(a["w"], expected, rtol=1e-5, atol=1e-7)
+  assert a["w"].shape == theta.shape
+
+
+@pytest.mark.parametrize("normalize", ["minmax", "rank"])
+def test_constant_importance_gives_r_zero(normalize):
+  """No information (max I = min I): r = 0, so a = λ·std(θ) everywhere."""
+  theta = jnp.asarray(np.random.default_rng(0).normal(size=(5, 5)), jnp.float32)
+  for value in (0.0, 2.5):
+    a = pats_jax.noise_amplitude(
+      theta, jnp.full((5, 5), value), noise_scale=0.1, normalize=normalize
+    )
+    np.testing.assert_allclose(a, 0.1 * np.std(np.asarray(theta, np.float64)), rtol=1e-6)
+    inv = pats_jax.noise_amplitude(
+      theta, jnp.full((5, 5), value), noise_scale=0.1, normalize=normalize, direction="inverse"
+    )
+    np.testing.assert_array_equal(inv, 0.0)
+
+
+def test_first_step_state_and_constant_leaf():
+  """Step 1 of a leaf whose gradient is zero: ŝ = 0, so the whole leaf gets a = λ·std."""
+  params = make_params()
+  grads = jax.tree.map(jnp.zeros_like, params)
+  opt = pats_jax.pats(optax.set_to_zero(), noise_scale=1.0, key=0)
+  state = opt.init(params)
+  eps = reference_eps(state.key, [get(params, p).shape for p in SELECTED])
+  updates, state = opt.update(grads, state, params)
+  np.testing.assert_array_equal(state.sensitivity["emb"], 0.0)
+  np.testing.assert_allclose(updates["emb"], np.std(np.asarray(params["emb"])) * eps[1], rtol=1e-6)
+
+
+def test_uniform_noise_bounds_and_sensitive_parameters_get_less():
+  """|n| <= a/2 for uniform noise; the most sensitive element (r = 1) gets none."""
+  rng = np.random.default_rng(5)
+  params = {"w": jnp.asarray(rng.normal(size=(64, 64)), jnp.float32)}
+  grads = {"w": jnp.asarray(rng.normal(size=(64, 64)), jnp.float32)}
+  opt = pats_jax.pats(optax.set_to_zero(), noise_scale=0.1, key=3)
+  state = opt.init(params)
+  updates, state = opt.update(grads, state, params)
+  a = pats_jax.noise_amplitude(params, state.sensitivity, noise_scale=0.1)["w"]
+  n = np.asarray(updates["w"])
+  assert np.all(np.abs(n) <= np.asarray(a) / 2)
+  top = np.unravel_index(np.argmax(np.asarray(state.sensitivity["w"])), (64, 64))
+  assert n[top] == 0.0
+  assert np.abs(n).max() > 0.4 * float(a.max())  # the bound is reached, not just respected
+  # Spread of ε = n / a over the elements with a > 0: uniform on (-1/2, 1/2).
+  pos = np.asarray(a) > 0
+  e = n[pos] / np.asarray(a)[pos]
+  assert abs(e.mean()) < 0.02 and abs(e.std() - np.sqrt(1 / 12)) < 0.01
+
+
+def test_gaussian_noise_is_standard_normal_times_a():
+  rng = np.random.default_rng(6)
+  params = {"w": jnp.asarray(rng.normal(size=(128, 64)), jnp.float32)}
+  opt = pats_jax.pats(
+    optax.set_to_zero(), noise_scale=0.1, key=4, normalize="none", distribution="gaussian"
+  )
+  state = opt.init(params)
+  updates, _ = opt.update(params, state, params)
+  e = np.asarray(updates["w"]) / (0.1 * np.std(np.asarray(params["w"], np.float64)))
+  assert abs(e.mean()) < 0.03 and abs(e.std() - 1) < 0.03
+  assert np.abs(e).max() > 2.5  # not bounded like the uniform
+
+
+def test_direction_inverse_noises_sensitive_parameters():
+  rng = np.random.default_rng(7)
+  params = {"w": jnp.asarray(rng.normal(size=(32, 32)), jnp.float32)}
+  grads = {"w": jnp.asarray(rng.normal(size=(32, 32)), jnp.float32)}
+  out = {}
+  for direction in ("normal", "inverse"):
+    opt = pats_jax.pats(optax.set_to_zero(), noise_scale=0.1, key=3, direction=direction)
+    updates, state = opt.update(grads, opt.init(params), params)
+    out[direction] = np.abs(np.asarray(updates["w"]))
+  s = np.asarray(state.sensitivity["w"]).ravel()
+  hi, lo = s > np.quantile(s, 0.9), s < np.quantile(s, 0.1)
+  assert out["normal"].ravel()[hi].mean() < out["normal"].ravel()[lo].mean()
+  assert out["inverse"].ravel()[hi].mean() > out["inverse"].ravel()[lo].mean()
+
+
+def test_schedule_is_evaluated_at_the_step_count():
+  """λ_t = schedule(count), count = steps taken before this one (0 at step 1)."""
+  params = make_params()
+  schedule = lambda count: 0.1 * (count + 1)
+  opt = pats_jax.pats(optax.sgd(0.1), noise_scale=schedule, key=0)
+  state = opt.init(params)
+  for t in range(3):
+    grads = make_grads(params, t)
+    const = pats_jax.pats(optax.sgd(0.1), noise_scale=0.1 * (t + 1), key=0)
+    expected, _ = const.update(grads, state, params)  # same state: same key, same EMAs
+    updates, state = opt.update(grads, state, params)
+    jax.tree.map(lambda x, y: np.testing.assert_allclose(x, y, rtol=1e-6), updates, expected)
+    params = optax.apply_updates(params, updates)
+
+
+@pytest.mark.parametrize("shape", [(), (7,), (3, 5), (4, 3, 6), (300, 17)])
+def test_fused_threefry_is_jax_random(shape):
+  """Step 6's ε comes from `_threefry` (fusible): bit for bit `jax.random`'s values."""
+  for seed in (0, 12345):
+    key = jax.random.key(seed)
+    assert _threefry.supported(key, shape, jnp.float32)
+    np.testing.assert_array_equal(
+      jax.jit(lambda k: _threefry.uniform(k, shape, -0.5, 0.5))(key),
+      jax.random.uniform(key, shape, jnp.float32, -0.5, 0.5),
+    )
+    np.testing.assert_array_equal(
+      jax.jit(lambda k: _threefry.normal(k, shape))(key),
+      jax.random.normal(key, shape, jnp.float32),
+    )
+
+
+def test_other_key_implementations_use_jax_random():
+  key = jax.random.key(0, impl="rbg")
+  assert not _threefry.supported(key, (3,), jnp.float32)
+  assert not _threefry.supported(jax.random.key(0), (3,), jnp.float64)
+  params = make_params()
+  opt = pats_jax.pats(optax.set_to_zero(), noise_scale=0.2, key=key, normalize="none")
+  state = opt.init(params)
+  eps = reference_eps(state.key, [get(params, p).shape for p in SELECTED])
+  updates, _ = opt.update(make_grads(params, 0), state, params)
+  for j, p in enumerate(SELECTED):
+    a = 0.2 * np.std(np.asarray(get(params, p), np.float64))
+    np.testing.assert_allclose(get(updates, p), a * eps[j], rtol=1e-5, atol=1e-7)
+
+
+# --- noise_scale = 0: exactly the inner optimizer ------------------------------------
+
+
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16])
+@pytest.mark.parametrize("noise_scale", [0, 0.0, "array"])
+def test_noise_scale_zero_is_exactly_inner(dtype, noise_scale):
+  params = jax.tree.map(lambda x: x.astype(dtype), make_params())
+  if noise_scale == "array":
+    noise_scale = jnp.zeros((), jnp.float32)  # not skippable at trace time: computed as 0
+  inner = optax.adamw(1e-2, weight_decay=0.1)
+  opt = pats_jax.pats(inner, noise_scale=noise_scale, key=0, beta2=0.9)
+  ref_state, state = inner.init(params), opt.init(params)
+  ref_params = params
+  for t in range(4):
+    grads = make_grads(params, seed=t)
+    ref_updates, ref_state = jax.jit(inner.update)(grads, ref_state, ref_params)
+    updates, state = jax.jit(opt.update)(grads, state, params)
+    jax.tree.map(np.testing.assert_array_equal, updates, ref_updates)
+    jax.tree.map(np.testing.assert_array_equal, state.inner_state, ref_state)
+    params = optax.apply_updates(params, updates)
+    ref_params = optax.apply_updates(ref_params, ref_updates)
+  assert jax.tree.structure(state.inner_state) == jax.tree.structure(ref_state)
+  assert int(state.count) == 4
+
+
+# --- mask -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+  "mask",
+  [
+    None,
+    {"dense": {"kernel": True, "bias": False}, "emb": True},
+    {"dense": True, "emb": False},
+    lambda p: jax.tree.map(lambda x: x.shape[0] == 6, p),
+  ],
+  ids=["default", "tree", "prefix", "callable"],
+)
+def test_mask_no_noise_and_no_state(mask):
+  params = make_params()
+  selected = _masks.resolve_mask(mask, params)
+  inner = optax.adam(1e-2)
+  opt = pats_jax.pats(inner, noise_scale=0.5, key=0, beta2=0.9, mask=mask)
+  state = opt.init(params)
+  grads = make_grads(params, 1)
+  updates, new_state = opt.update(grads, state, params)
+  ref_updates, _ = inner.update(grads, inner.init(params), params)
+  for sel, u, r, s_hat, u_hat in zip(
+    selected,
+    jax.tree.leaves(updates),
+    jax.tree.leaves(ref_updates),
+    jax.tree.leaves(new_state.sensitivity, is_leaf=lambda x: x == optax.MaskedNode()),
+    jax.tree.leaves(new_state.uncertainty, is_leaf=lambda x: x == optax.MaskedNode()),
+    strict=True,
+  ):
+    if sel:
+      assert not np.array_equal(u, r) and s_hat.shape == u.shape and u_hat.shape == u.shape
+    else:
+      np.testing.assert_array_equal(u, r)
+      assert s_hat == optax.MaskedNode() and u_hat == optax.MaskedNode()
+  # The state holds full-size buffers only for the selected leaves.
+  sizes = [x.size for x in jax.tree.leaves(new_state.sensitivity)]
+  assert sorted(sizes) == sorted(
+    x.size for x, s in zip(jax.tree.leaves(params), selected, strict=True) if s
+  )
+
+
+def test_default_mask_is_weight_matrices():
+  params = {
+    "embeddings": {
+      "word": jnp.ones((10, 4)),
+      "LayerNorm": {"scale": jnp.ones(4), "bias": jnp.ones(4)},
+    },
+    "attention": {"query": {"kernel": jnp.ones((4, 2, 2)), "bias": jnp.ones((2, 2))}},
+    "ln_f": {"scale": jnp.ones((1, 4))},
+    "final_norm": {"weight": jnp.ones((2, 4))},
+  }
+  assert pats_jax.weight_matrix_mask(params) == {
+    "embeddings": {"word": True, "LayerNorm": {"scale": False, "bias": False}},
+    "attention": {"query": {"kernel": True, "bias": False}},
+    "ln_f": {"scale": False},
+    "final_norm": {"weight": False},
+  }
+
+
+# --- determinism ------------------------------------------------------------------------
+
+
+def test_same_key_same_updates_other_key_other_updates():
+  params = make_params()
+  grads = make_grads(params, 0)
+
+  def run(key):
+    opt = pats_jax.pats(optax.adam(1e-2), noise_scale=0.1, key=key)
+    state = opt.init(params)
+    out = []
+    for _ in range(3):
+      u, state = jax.jit(opt.update)(grads, state, params)
+      out.append(u)
+    return out
+
+  a, b, c = run(0), run(jax.random.key(0)), run(1)
+  jax.tree.map(np.testing.assert_array_equal, a, b)
+  assert not np.array_equal(a[0]["emb"], c[0]["emb"])
+  assert not np.array_equal(a[0]["emb"], a[1]["emb"])  # the key is split every step
+  raw = run(jax.random.PRNGKey(0))  # a raw uint32 key is accepted as well
+  jax.tree.map(np.testing.assert_array_equal, a, raw)
+
+
+# --- analysis helpers -------------------------------------------------------------------
+
+
+def test_statistics_match_numpy_and_find_state():
+  params = make_params()
+  opt = optax.chain(
+    optax.clip_by_global_norm(1.0),
+    pats_jax.pats(optax.adam(1e-3), noise_scale=0.3, key=0, beta2=0.8),
+  )
+  state = opt.init(params)
+  for t in range(3):
+    _, state = opt.update(make_grads(params, t), state, params)
+  ps = pats_jax.find_pats_state(state)
+  assert isinstance(ps, pats_jax.PatsState) and int(ps.count) == 3
+  stats = jax.jit(lambda p, s: pats_jax.pats_statistics(p, s, noise_scale=0.3))(params, state)
+  rs, aa, ss, uu = [], [], [], []
+  for p in SELECTED:
+    s_hat, u_hat = np.asarray(get(ps.sensitivity, p)), np.asarray(get(ps.uncertainty, p))
+    r = np_normalize(s_hat.astype(np.float64) * u_hat, "minmax")
+    rs.append(r.ravel())
+    aa.append((0.3 * np.std(np.asarray(get(params, p), np.float64)) * (1 - r)).ravel())
+    ss.append(s_hat.ravel())
+    uu.append(u_hat.ravel())
+  rs, aa, ss, uu = map(np.concatenate, (rs, aa, ss, uu))
+  np.testing.assert_allclose(stats["r_mean"], rs.mean(), rtol=1e-5)
+  np.testing.assert_allclose(stats["amplitude_mean"], aa.mean(), rtol=1e-5)
+  np.testing.assert_allclose(stats["r_below_0.1"], (rs < 0.1).mean(), rtol=1e-6)
+  np.testing.assert_allclose(stats["sensitivity_mean"], ss.mean(), rtol=1e-5)
+  np.testing.assert_allclose(stats["uncertainty_mean"], uu.mean(), rtol=1e-5)
+  assert float(stats["selected"]) == rs.size and float(stats["noise_scale"]) == pytest.approx(0.3)
+  assert pats_jax.find_pats_state(optax.adam(1e-3).init(params)) is None
+  with pytest.raises(ValueError, match="no PatsState"):
+    pats_jax.pats_statistics(params, optax.adam(1e-3).init(params), noise_scale=0.1)
+  two = optax.chain(
+    pats_jax.pats(optax.sgd(1.0), noise_scale=0.1, key=0),
+    pats_jax.pats(optax.sgd(1.0), noise_scale=0.1, key=1),
+  )
+  with pytest.raises(ValueError, match="2 PatsStates"):
+    pats_jax.find_pats_state(two.init(params))
+
+
+def test_pats_adamw_is_pats_around_decay_masked_adamw():
+  params = make_params()
+  a = pats_jax.pats_adamw(1e-2, weight_decay=0.1, noise_scale=0.1, key=0, beta2=0.9)
+  b = pats_jax.pats(pats_jax.adamw(1e-2, weight_decay=0.1), noise_scale=0.1, key=0, beta2=0.9)
+  sa, sb = a.init(params), b.init(params)
+  for t in range(2):
+    grads = make_grads(params, t)
+    ua, sa = a.update(grads, sa, params)
+    ub, sb = b.update(grads, sb, params)
+    jax.tree.map(np.testing.assert_array_equal, ua, ub)
+
+
+def test_import_is_light():
+  """`import pats_jax` does not import the models, data, metrics or training subpackages."""
+  code = (
+    "import sys, pats_jax; "
+    "print([m for m in sys.modules if m.split('.')[:2] in "
+    "[['pats_jax', s] for s in ('models', 'data', 'metrics', 'training')]])"
+  )
+  out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+  assert out.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize("module", [_pats, _sage, _noisytune, _masks, _adamw])
+def test_docstring_examples(module):
+  """The Examples in the docstrings run here, so no --doctest-modules flag is needed."""
+  result = doctest.testmod(module, optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
+  assert result.attempted > 0 and result.failed == 0
