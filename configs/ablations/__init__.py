@@ -1,0 +1,1 @@
+"""PATS ablations: each file imports the base GLUE config and changes a few fields."""

@@ -1,0 +1,1 @@
+"""Sweep configs for `scripts/sweep.py`: grids of methods x tasks x seeds x noise scales."""

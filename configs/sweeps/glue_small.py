@@ -1,0 +1,26 @@
+r"""The PATS comparison on the small GLUE tasks: 7 methods x 4 tasks x 5 seeds (x 3 noise scales).
+
+  python scripts/sweep.py --sweep configs/sweeps/glue_small.py --root workdirs/glue_small
+  python scripts/aggregate.py --workdirs workdirs/glue_small --out results/glue_small
+
+Noise scales apply to the methods with per-step PATS noise (pats, uniform, inverse); the others
+run once per task and seed. Every run is `python train.py` with its own workdir.
+"""
+
+from __future__ import annotations
+
+import ml_collections
+
+
+def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+  """Returns the grid; `arg` may name the model (`model=roberta-base`)."""
+  sweep = ml_collections.ConfigDict()
+  sweep.config = "configs/glue.py"
+  sweep.model = (arg or "model=all-MiniLM-L6-v2").partition("=")[2]
+  sweep.methods = ("plain", "pats", "noisytune", "uniform", "inverse", "sage", "add_noise")
+  sweep.tasks = ("rte", "mrpc", "stsb", "cola")
+  sweep.seeds = (0, 1, 2, 3, 4)
+  sweep.noise_scales = (0.01, 0.02, 0.05)
+  # Extra `--config.<key>=<value>` overrides given to every run (e.g. max_steps for a dry run).
+  sweep.overrides = ml_collections.ConfigDict({"progress_bar": False})
+  return sweep

@@ -1,0 +1,24 @@
+r"""A tiny sweep for tests: 2 methods x 1 task x 2 seeds on the synthetic tiny setup.
+
+python scripts/sweep.py --sweep configs/sweeps/tiny.py --root /tmp/tiny_sweep
+"""
+
+from __future__ import annotations
+
+import ml_collections
+
+
+def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+  """Returns the tiny grid."""
+  del arg
+  sweep = ml_collections.ConfigDict()
+  sweep.config = "configs/tiny.py"
+  sweep.model = "tiny-bert"
+  sweep.methods = ("plain", "pats")
+  sweep.tasks = ("rte",)
+  sweep.seeds = (0, 1)
+  sweep.noise_scales = (0.05,)
+  sweep.overrides = ml_collections.ConfigDict(
+    {"max_steps": 2, "eval_every_steps": 0, "write_test_predictions": False, "mesh": {"data": 1}}
+  )
+  return sweep

@@ -1,0 +1,192 @@
+"""The optax optimizer of a config: PATS or a baseline, with schedules, clipping and accumulation.
+
+Every method shares AdamW with the usual decay mask (`pats_jax.decay_mask`: weight matrices
+only) and the learning-rate schedule
+
+  lr(t) = lr_peak * t / T_w                      for t < T_w   (linear warm-up)
+  lr(t) = lr_peak * (T - t) / (T - T_w)          for t >= T_w  (linear decay to 0)
+
+over T optimizer updates, T_w = round(warmup_ratio * T). The methods (`config.method`):
+
+- `plain`: AdamW (`pats_jax.adamw`).
+- `pats`: `pats_jax.pats_adamw` (PATS_SPEC.md); `uniform` is PATS with `normalize="none"`
+  (sensitivity-blind noise) and `inverse` PATS with `direction="inverse"`.
+- `noisytune`: plain AdamW after a one-off perturbation of the parameters (`perturb_params`).
+- `sage`: `pats_jax.sage` around AdamW.
+- `add_noise`: Gaussian gradient noise (`optax.add_noise`, Neelakantan et al. 2015) before AdamW.
+
+The PATS noise scale lambda_t is `noise_scale * lr(t) / lr_peak` (`noise_schedule="lr_shape"`,
+the default) or constant. Gradients are clipped to `grad_clip_norm` first; `apply_if_finite`
+skips non-finite updates; `grad_accum_steps > 1` wraps all in `optax.MultiSteps`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import optax
+
+import pats_jax
+
+PATS_VARIANTS = {
+  "pats": {},
+  "uniform": {"normalize": "none"},
+  "inverse": {"direction": "inverse"},
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class Optimizer:
+  """An optimizer built from a config.
+
+  Attributes:
+    tx: the gradient transformation; `tx.update` needs `params`.
+    learning_rate: the schedule of optimizer updates (not micro-steps).
+    noise_scale: the PATS noise-scale schedule, or None for methods without PATS noise.
+    pats_options: the `normalize` and `direction` of PATS (for `pats_jax.pats_statistics`).
+    num_updates: T, the number of optimizer updates of the whole run.
+  """
+
+  tx: optax.GradientTransformation
+  learning_rate: optax.Schedule
+  noise_scale: optax.Schedule | None
+  pats_options: dict[str, str]
+  num_updates: int
+
+
+def learning_rate_schedule(config: ml_collections.ConfigDict, num_updates: int) -> optax.Schedule:
+  """Linear warm-up over `warmup_ratio * num_updates` updates, then linear decay to 0."""
+  if not 0.0 <= config.warmup_ratio < 1.0:
+    raise ValueError(f"config.warmup_ratio={config.warmup_ratio} must be in [0, 1)")
+  warmup = round(config.warmup_ratio * num_updates)
+  return optax.join_schedules(
+    [
+      optax.linear_schedule(0.0, config.learning_rate, max(warmup, 1)),
+      optax.linear_schedule(config.learning_rate, 0.0, max(num_updates - warmup, 1)),
+    ],
+    [warmup],
+  )
+
+
+def noise_scale_schedule(
+  config: ml_collections.ConfigDict, learning_rate: optax.Schedule
+) -> optax.Schedule:
+  """lambda_t: `noise_scale * lr(t) / lr_peak` ("lr_shape") or `noise_scale` ("constant")."""
+  peak, shape = config.pats.noise_scale, config.pats.noise_schedule
+  if shape == "constant":
+    return optax.constant_schedule(peak)
+  if shape == "lr_shape":
+    if config.learning_rate <= 0:
+      raise ValueError("pats.noise_schedule='lr_shape' needs config.learning_rate > 0")
+    return lambda count: peak * learning_rate(count) / config.learning_rate
+  raise ValueError(f"config.pats.noise_schedule={shape!r}; expected 'lr_shape' or 'constant'")
+
+
+def noise_mask(config: ml_collections.ConfigDict) -> Callable[[Any], Any] | None:
+  """The leaves that get PATS noise: the default (matrices) or matrices outside the embeddings."""
+  if config.pats.noise_on_embeddings:
+    return None
+
+  def mask(params: Any) -> Any:
+    def selected(path: tuple[Any, ...], leaf: jax.Array) -> bool:
+      names = [str(getattr(entry, "key", entry)) for entry in path]
+      return leaf.ndim >= 2 and not any("embedding" in name for name in names)
+
+    return jax.tree_util.tree_map_with_path(selected, params)
+
+  return mask
+
+
+def _adamw(config: ml_collections.ConfigDict, learning_rate: optax.Schedule):
+  return pats_jax.adamw(
+    learning_rate,
+    weight_decay=config.weight_decay,
+    b1=config.adam_b1,
+    b2=config.adam_b2,
+    eps=config.adam_eps,
+  )
+
+
+def make_optimizer(config: ml_collections.ConfigDict, num_updates: int) -> Optimizer:
+  """Builds the optimizer of `config` for a run of `num_updates` optimizer updates.
+
+  Args:
+    config: the run's config (`configs/glue.py` fields).
+    num_updates: T, the number of optimizer updates (micro-steps / `grad_accum_steps`).
+
+  Returns:
+    An `Optimizer`.
+
+  Raises:
+    ValueError: an unknown method or option.
+  """
+  if num_updates < 1:
+    raise ValueError(
+      f"the run has {num_updates} optimizer updates; it needs at least 1 (more "
+      "data, more epochs, or a smaller batch_size)"
+    )
+  learning_rate = learning_rate_schedule(config, num_updates)
+  noise_scale, pats_options = None, {}
+  method = config.method
+  if method in PATS_VARIANTS:
+    noise_scale = noise_scale_schedule(config, learning_rate)
+    pats_options = {
+      "normalize": config.pats.normalize,
+      "direction": config.pats.direction,
+      **PATS_VARIANTS[method],
+    }
+    tx = pats_jax.pats_adamw(
+      learning_rate,
+      weight_decay=config.weight_decay,
+      noise_scale=noise_scale,
+      key=jax.random.key(config.seed + 1),
+      b1=config.adam_b1,
+      b2=config.adam_b2,
+      eps=config.adam_eps,
+      beta1=config.pats.beta1,
+      beta2=config.pats.beta2,
+      sensitivity=config.pats.sensitivity,
+      distribution=config.pats.distribution,
+      mask=noise_mask(config),
+      ema_dtype=jnp.dtype(config.pats.ema_dtype) if config.pats.ema_dtype else None,
+      **pats_options,
+    )
+  elif method in ("plain", "noisytune"):
+    tx = _adamw(config, learning_rate)
+  elif method == "sage":
+    tx = pats_jax.sage(_adamw(config, learning_rate), beta3=config.sage.beta3)
+  elif method == "add_noise":
+    tx = optax.chain(
+      optax.add_noise(config.add_noise.eta, config.add_noise.gamma, key=config.seed + 2),
+      _adamw(config, learning_rate),
+    )
+  else:
+    raise ValueError(f"unknown config.method={method!r}")
+
+  if config.grad_clip_norm > 0:
+    tx = optax.chain(optax.clip_by_global_norm(config.grad_clip_norm), tx)
+  if config.apply_if_finite:
+    # The trainer stops after `max_consecutive_nonfinite` skipped steps; optax must never apply
+    # a non-finite update before that, so its own limit is out of reach.
+    tx = optax.apply_if_finite(tx, max_consecutive_errors=2**30)
+  if config.grad_accum_steps > 1:
+    tx = optax.MultiSteps(tx, every_k_schedule=config.grad_accum_steps).gradient_transformation()
+  return Optimizer(
+    tx=tx,
+    learning_rate=learning_rate,
+    noise_scale=noise_scale,
+    pats_options=pats_options,
+    num_updates=num_updates,
+  )
+
+
+def perturb_params(config: ml_collections.ConfigDict, params: Any) -> Any:
+  """The one-off NoisyTune perturbation of `noisytune` runs; other methods return `params`."""
+  if config.method != "noisytune":
+    return params
+  return pats_jax.noisytune(params, jax.random.key(config.seed + 3), scale=config.noisytune.scale)

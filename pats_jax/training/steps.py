@@ -1,0 +1,165 @@
+"""The jitted train and eval steps, and the statistics logged per step.
+
+Loss: softmax cross-entropy for classification, mean squared error for regression
+(`num_labels == 1`), averaged over the batch. Dropout draws its key from
+`fold_in(key(seed), step)`, so a resumed run draws the same masks as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+
+import pats_jax
+from pats_jax.training.optimizers import Optimizer
+
+
+class TrainState(NamedTuple):
+  """Everything a checkpoint must hold to continue a run exactly.
+
+  Attributes:
+    step: micro-steps done (int32 scalar); the data position and dropout key derive from it.
+    params: the model parameters.
+    opt_state: the whole optimizer state (PATS EMAs and key included).
+    nonfinite_steps: steps whose loss was not finite (int32 scalar).
+    consecutive_nonfinite: non-finite steps since the last finite one (int32 scalar).
+  """
+
+  step: jax.Array
+  params: Any
+  opt_state: Any
+  nonfinite_steps: jax.Array
+  consecutive_nonfinite: jax.Array
+
+
+def init_state(params: Any, tx: optax.GradientTransformation) -> TrainState:
+  """The state before step 0."""
+  zero = jnp.zeros((), jnp.int32)
+  return TrainState(zero, params, tx.init(params), zero, zero)
+
+
+def task_loss(logits: jax.Array, labels: jax.Array, *, regression: bool) -> jax.Array:
+  """Mean cross-entropy over classes, or mean squared error of `logits[:, 0]` for regression."""
+  if regression:
+    return jnp.mean(jnp.square(logits[:, 0].astype(jnp.float32) - labels))
+  return jnp.mean(
+    optax.softmax_cross_entropy_with_integer_labels(logits.astype(jnp.float32), labels)
+  )
+
+
+def _apply(module: Any, params: Any, batch: dict[str, jax.Array], *, dropout_key: jax.Array | None):
+  return module.apply(
+    {"params": params},
+    batch["input_ids"],
+    batch["attention_mask"],
+    batch["token_type_ids"],
+    deterministic=dropout_key is None,
+    rngs={"dropout": dropout_key} if dropout_key is not None else None,
+  )
+
+
+def make_train_step(
+  module: Any, optimizer: Optimizer, *, seed: int, regression: bool, grad_accum_steps: int
+) -> Callable[[TrainState, dict], tuple[TrainState, dict]]:
+  """Returns `train_step(state, batch) -> (state, metrics)` (not jitted).
+
+  Metrics: `loss`, `learning_rate` and `noise_scale` (of the update this step contributes to),
+  `grad_norm`, `param_norm`, `update_norm` (global L2 norms), `nonfinite_steps` and
+  `consecutive_nonfinite`.
+  """
+
+  def train_step(state: TrainState, batch: dict[str, jax.Array]) -> tuple[TrainState, dict]:
+    dropout_key = jax.random.fold_in(jax.random.key(seed), state.step)
+
+    def loss_fn(params: Any) -> jax.Array:
+      logits = _apply(module, params, batch, dropout_key=dropout_key)
+      return task_loss(logits, batch["labels"], regression=regression)
+
+    loss, grads = jax.value_and_grad(loss_fn)(state.params)
+    updates, opt_state = optimizer.tx.update(grads, state.opt_state, state.params)
+    params = optax.apply_updates(state.params, updates)
+    finite = jnp.isfinite(loss)
+    nonfinite = state.nonfinite_steps + (~finite).astype(jnp.int32)
+    consecutive = jnp.where(finite, 0, state.consecutive_nonfinite + 1)
+    update = state.step // grad_accum_steps
+    metrics = {
+      "loss": loss,
+      "learning_rate": optimizer.learning_rate(update),
+      "grad_norm": optax.tree.norm(grads),
+      "param_norm": optax.tree.norm(params),
+      "update_norm": optax.tree.norm(updates),
+      "nonfinite_steps": nonfinite,
+      "consecutive_nonfinite": consecutive,
+    }
+    if optimizer.noise_scale is not None:
+      metrics["noise_scale"] = optimizer.noise_scale(update)
+    return TrainState(state.step + 1, params, opt_state, nonfinite, consecutive), metrics
+
+  return train_step
+
+
+def make_pats_stats(optimizer: Optimizer, *, grad_accum_steps: int) -> Callable | None:
+  """Returns `pats_stats(state) -> dict` of `pats_jax.pats_statistics`, or None without PATS."""
+  if optimizer.noise_scale is None:
+    return None
+
+  def pats_stats(state: TrainState) -> dict[str, jax.Array]:
+    pats_state = pats_jax.find_pats_state(state.opt_state)
+    if pats_state is None:
+      return {}
+    # The scale of the update just made (the one `train_step` logged as `noise_scale`).
+    noise_scale = optimizer.noise_scale(jnp.maximum(state.step - 1, 0) // grad_accum_steps)
+    stats = pats_jax.pats_statistics(
+      state.params, pats_state, noise_scale=noise_scale, **optimizer.pats_options
+    )
+    return {f"pats/{name}": value for name, value in stats.items()}
+
+  return pats_stats
+
+
+def make_eval_step(module: Any, *, regression: bool) -> Callable[[Any, dict], dict]:
+  """Returns `eval_step(params, batch) -> dict` of predictions and the batch's labels, weights, idx.
+
+  Predictions are class ids, or the regression output.
+  """
+
+  def eval_step(params: Any, batch: dict[str, jax.Array]) -> dict[str, jax.Array]:
+    logits = _apply(module, params, batch, dropout_key=None).astype(jnp.float32)
+    predictions = logits[:, 0] if regression else jnp.argmax(logits, axis=-1)
+    return {
+      "predictions": predictions,
+      "labels": batch["labels"],
+      "weights": batch["weights"],
+      "idx": batch["idx"],
+    }
+
+  return eval_step
+
+
+def jit_steps(
+  train_step: Callable,
+  eval_step: Callable,
+  pats_stats: Callable | None,
+  *,
+  state_shardings: Any,
+  batch_sharding: Any,
+  replicated: Any,
+):
+  """Jits the steps with explicit shardings; `train_step` donates its state."""
+  jit_train = jax.jit(
+    train_step,
+    in_shardings=(state_shardings, batch_sharding),
+    out_shardings=(state_shardings, replicated),
+    donate_argnums=(0,),
+  )
+  jit_eval = jax.jit(
+    eval_step, in_shardings=(state_shardings.params, batch_sharding), out_shardings=batch_sharding
+  )
+  jit_stats = None
+  if pats_stats is not None:
+    jit_stats = jax.jit(pats_stats, in_shardings=(state_shardings,), out_shardings=replicated)
+  return jit_train, jit_eval, jit_stats

@@ -1,0 +1,494 @@
+"""`train_and_evaluate(config, workdir)`: fine-tune, evaluate, checkpoint, resume exactly.
+
+The loop runs micro-steps t = start, ..., T-1 over epochs of `pats_jax.data.train_batches`;
+the data position is (t // batches_per_epoch, t % batches_per_epoch), so a checkpoint's step
+fixes where the data continues. The metrics of a logged step are read after the next step is
+dispatched, so the host never waits on the device except at evaluations and checkpoints.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import pathlib
+import time
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+from jax.experimental import multihost_utils
+
+import pats_jax.data as data_lib
+from pats_jax import metrics as metrics_lib
+from pats_jax import models
+from pats_jax.training import checkpointing, optimizers, sharding, sources, steps, writers
+
+
+@dataclasses.dataclass
+class TaskData:
+  """The splits of a run (`datasets.Dataset`s, later `TokenizedSplit`s) and its task."""
+
+  spec: data_lib.TaskSpec
+  train: Any
+  dev: dict[str, Any]
+  test: dict[str, Any]
+
+
+def load_model(config: ml_collections.ConfigDict, workdir: pathlib.Path, num_labels: int):
+  """Loads `config.model` (`pats_jax.models.load`), saying what to install when it cannot."""
+  source = sources.resolve_model(config.model, workdir=workdir)
+  options = config.model_config
+  try:
+    return models.load(
+      source,
+      num_labels=num_labels,
+      dtype=jnp.dtype(options.dtype),
+      param_dtype=jnp.dtype(options.param_dtype),
+      seed=config.seed,
+      attention=options.attention,
+      remat=options.remat,
+      hidden_dropout=options.hidden_dropout,
+      attention_dropout=options.attention_dropout,
+    )
+  except (OSError, ImportError, ConnectionError) as error:
+    raise RuntimeError(sources.model_help(config.model, source)) from error
+
+
+def load_task_data(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> TaskData:
+  """Loads the training, dev and (GLUE) test splits of the run's task, or of a custom dataset."""
+  custom = config.data.custom
+  if custom.train_file:
+    if not custom.dev_file:
+      raise ValueError("config.data.custom.dev_file is empty; a custom run needs a dev file")
+    options = {
+      "text_column": custom.text_column,
+      "label_column": custom.label_column,
+      "text_pair_column": custom.text_pair_column or None,
+      "task_type": custom.task_type,
+    }
+    train, spec = data_lib.load_custom(custom.train_file, **options)
+    dev, _ = data_lib.load_custom(custom.dev_file, label_names=spec.label_names, **options)
+    return TaskData(spec, train, {"validation": dev}, {})
+  spec = data_lib.get_task(config.task)
+  data_dir = sources.resolve_glue_dir(config.data.data_dir, workdir=workdir)
+
+  def load(split: str) -> Any:
+    try:
+      return data_lib.load_glue(spec, split, source=config.data.source, data_dir=data_dir)
+    except (FileNotFoundError, ConnectionError, OSError) as error:
+      raise RuntimeError(sources.data_help(spec.name, data_dir)) from error
+
+  test = {}
+  if config.write_test_predictions:
+    for split in spec.test_splits:
+      try:
+        test[split] = load(split)
+      except RuntimeError as error:
+        logging.warning(
+          "No %s/%s split (%s); no test predictions for it.", spec.name, split, error.__cause__
+        )
+  return TaskData(
+    spec, load(spec.train_split), {split: load(split) for split in spec.dev_splits}, test
+  )
+
+
+def load_sources(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> tuple[TaskData, Any]:
+  """Loads the data and the model; when either is missing, says what to set for both."""
+  errors, task, pretrained = [], None, None
+  try:
+    task = load_task_data(config, workdir)
+  except RuntimeError as error:
+    errors.append(error)
+  num_labels = task.spec.num_labels if task else data_lib.get_task(config.task).num_labels
+  try:
+    pretrained = load_model(config, workdir, num_labels)
+  except RuntimeError as error:
+    errors.append(error)
+  if errors:
+    raise RuntimeError("\n".join(str(error) for error in errors)) from errors[0].__cause__
+  return task, pretrained
+
+
+def tokenize_task(task: TaskData, tokenizer: Any, config: ml_collections.ConfigDict) -> TaskData:
+  """Tokenises every split of `task` (`pats_jax.data.tokenize`)."""
+
+  def tokenize(dataset: Any, split: str) -> data_lib.TokenizedSplit:
+    return data_lib.tokenize(
+      dataset,
+      tokenizer,
+      task.spec,
+      max_length=config.data.max_length,
+      cache_dir=config.data.cache_dir or None,
+      split=split,
+    )
+
+  return TaskData(
+    task.spec,
+    tokenize(task.train, "train"),
+    {split: tokenize(dataset, split) for split, dataset in task.dev.items()},
+    {split: tokenize(dataset, split) for split, dataset in task.test.items()},
+  )
+
+
+def _fetch(tree: Any) -> Any:
+  """Device values to host numpy, gathering the rows of every process."""
+  if jax.process_count() > 1:
+    return multihost_utils.process_allgather(tree, tiled=True)
+  return jax.device_get(tree)
+
+
+def predict(
+  eval_step: Any,
+  params: Any,
+  split: data_lib.TokenizedSplit,
+  config: ml_collections.ConfigDict,
+  batch_sharding: Any,
+) -> dict[str, np.ndarray]:
+  """Predictions, labels and idx of every example of `split`, in `idx` order."""
+  outputs = [
+    eval_step(params, sharding.global_batch(batch, batch_sharding))
+    for batch in data_lib.eval_batches(
+      split,
+      batch_size=config.eval_batch_size,
+      max_length=config.data.max_length,
+      bucket_multiple=config.data.bucket_multiple,
+      process_index=jax.process_index(),
+      process_count=jax.process_count(),
+    )
+  ]
+  host = _fetch(outputs)
+  joined = {key: np.concatenate([output[key] for output in host]) for key in host[0]}
+  real = joined["weights"] > 0
+  order = np.argsort(joined["idx"][real], kind="stable")
+  return {key: joined[key][real][order] for key in ("predictions", "labels", "idx")}
+
+
+def evaluate(
+  eval_step: Any,
+  params: Any,
+  task: TaskData,
+  config: ml_collections.ConfigDict,
+  batch_sharding: Any,
+) -> dict[str, float]:
+  """Dev metrics as `{"<split>/<metric>": value}`."""
+  results = {}
+  for split_name, split in task.dev.items():
+    out = predict(eval_step, params, split, config, batch_sharding)
+    scores = metrics_lib.glue_metrics(task.spec, out["predictions"], out["labels"])
+    results.update({f"{split_name}/{name}": float(value) for name, value in scores.items()})
+  return results
+
+
+class NonFiniteLossError(FloatingPointError):
+  """The training loss became NaN or infinite."""
+
+
+def _check_finite(
+  metrics: dict[str, Any],
+  config: ml_collections.ConfigDict,
+  step: int,
+  checkpoint_dir: pathlib.Path,
+  last_saved: int | None,
+) -> None:
+  """Raises `NonFiniteLossError` when the run must stop because of non-finite losses."""
+  consecutive = int(metrics["consecutive_nonfinite"])
+  if config.apply_if_finite:
+    if consecutive < config.max_consecutive_nonfinite:
+      return
+    reason = f"{consecutive} consecutive steps had a non-finite loss (all skipped)"
+  elif int(metrics["nonfinite_steps"]) == 0:
+    return
+  else:
+    reason = "the loss became NaN or infinite"
+  kept = (
+    f"the last good checkpoint (step {last_saved}) in {checkpoint_dir} is intact"
+    if last_saved is not None
+    else "no checkpoint was written"
+  )
+  raise NonFiniteLossError(
+    f"Training stopped at step {step}: {reason}; {kept}. Lower config.learning_rate, keep "
+    "config.grad_clip_norm > 0, or set config.apply_if_finite=True to skip such steps."
+  )
+
+
+def train_and_evaluate(
+  config: ml_collections.ConfigDict, workdir: str | pathlib.Path
+) -> dict[str, Any]:
+  """Fine-tunes `config.model` on `config.task`, resuming from the workdir's newest checkpoint.
+
+  Args:
+    config: the run's config (`configs/glue.py` fields).
+    workdir: the run's folder: checkpoints, config.json, metrics.jsonl, results.json.
+
+  Returns:
+    The contents of results.json (final and best dev metrics, ...), or `{"preempted": step}`
+    when SIGTERM stopped the run after writing a checkpoint.
+
+  Raises:
+    NonFiniteLossError: the loss became non-finite (the last good checkpoint is kept).
+  """
+  workdir = pathlib.Path(workdir).absolute()
+  workdir.mkdir(parents=True, exist_ok=True)
+  start_time = time.perf_counter()
+  sharding.maybe_initialize_distributed(config)
+  mesh = sharding.make_mesh(config)
+  writers.write_config(workdir, config)
+
+  task, pretrained = load_sources(config, workdir)
+  task = tokenize_task(task, pretrained.tokenizer, config)
+  regression = task.spec.num_labels == 1
+  best_metric_name = f"{next(iter(task.dev))}/{config.best_metric or task.spec.best_metric}"
+
+  micro_batch = config.batch_size // config.grad_accum_steps
+  if micro_batch * config.grad_accum_steps != config.batch_size:
+    raise ValueError(
+      f"config.batch_size={config.batch_size} is not a multiple of "
+      f"config.grad_accum_steps={config.grad_accum_steps}"
+    )
+  for name, size in (
+    ("batch_size / grad_accum_steps", micro_batch),
+    ("eval_batch_size", config.eval_batch_size),
+  ):
+    if size % mesh.size:
+      raise ValueError(f"config.{name}={size} must be a multiple of the {mesh.size} devices")
+  batches_per_epoch = data_lib.num_train_batches(task.train, micro_batch)
+  total_steps = config.num_epochs * batches_per_epoch
+  stop_step = min(total_steps, config.max_steps) if config.max_steps > 0 else total_steps
+  optimizer = optimizers.make_optimizer(config, total_steps // config.grad_accum_steps)
+
+  # Shardings, the jitted steps, and the initial or restored state.
+  param_shardings = sharding.param_shardings(
+    pretrained.params, models.logical_axes(pretrained), mesh, fsdp=config.mesh.fsdp > 1
+  )
+  abstract = jax.eval_shape(lambda p: steps.init_state(p, optimizer.tx), pretrained.params)
+  state_shardings = sharding.state_shardings(abstract, pretrained.params, param_shardings, mesh)
+  state_shardings = state_shardings._replace(params=param_shardings)
+  batch_sharding = sharding.batch_sharding(mesh)
+  train_step, eval_step, pats_stats = steps.jit_steps(
+    steps.make_train_step(
+      pretrained.module,
+      optimizer,
+      seed=config.seed,
+      regression=regression,
+      grad_accum_steps=config.grad_accum_steps,
+    ),
+    steps.make_eval_step(pretrained.module, regression=regression),
+    steps.make_pats_stats(optimizer, grad_accum_steps=config.grad_accum_steps),
+    state_shardings=state_shardings,
+    batch_sharding=batch_sharding,
+    replicated=sharding.replicated(mesh),
+  )
+  checkpointer = checkpointing.Checkpointer(
+    workdir / "checkpoints", max_to_keep=config.keep_checkpoints
+  )
+  best_checkpointer = checkpointing.Checkpointer(workdir / "best", max_to_keep=1)
+  state, best, last_saved = _restore_or_init(
+    checkpointer,
+    config,
+    pretrained.params,
+    optimizer,
+    abstract,
+    state_shardings,
+    batches_per_epoch,
+  )
+  start_step = int(state.step)
+
+  eval_every = batches_per_epoch if config.eval_every_steps == -1 else config.eval_every_steps
+  writer = writers.MetricWriter(workdir, start_step=start_step, tensorboard=config.tensorboard)
+  progress = writers.Progress(
+    total=stop_step,
+    initial=start_step,
+    batch_size=config.batch_size // config.grad_accum_steps,
+    enabled=config.progress_bar,
+  )
+  preempted = checkpointing.PreemptionFlag()
+  final_metrics, pending = None, None
+
+  def save(step: int) -> None:
+    nonlocal last_saved
+    _check_finite(
+      _fetch(
+        {
+          "nonfinite_steps": state.nonfinite_steps,
+          "consecutive_nonfinite": state.consecutive_nonfinite,
+        }
+      ),
+      config,
+      step,
+      checkpointer.directory,
+      last_saved,
+    )
+    epoch, batch_in_epoch = divmod(step, batches_per_epoch)
+    checkpointer.save(
+      step,
+      state,
+      {
+        "step": step,
+        "epoch": epoch,
+        "batch_in_epoch": batch_in_epoch,
+        "seed": config.seed,
+        "best": best,
+      },
+    )
+    last_saved = step
+
+  def report(step: int, metrics: Any, stats: Any) -> None:
+    values = _fetch({**metrics, **stats})
+    writer.write(step, values)
+    _check_finite(values, config, step, checkpointer.directory, last_saved)
+    progress.update(step, float(values["loss"]))
+
+  train_start, train_start_step = time.perf_counter(), start_step
+  try:
+    for step in range(start_step, stop_step):
+      epoch, batch_in_epoch = divmod(step, batches_per_epoch)
+      if step == start_step or batch_in_epoch == 0:
+        batches = data_lib.train_batches(
+          task.train,
+          batch_size=micro_batch,
+          seed=config.seed,
+          epoch=epoch,
+          start_batch=batch_in_epoch,
+          bucket_multiple=config.data.bucket_multiple,
+          max_length=config.data.max_length,
+          process_index=jax.process_index(),
+          process_count=jax.process_count(),
+        )
+      state, metrics = train_step(state, sharding.global_batch(next(batches), batch_sharding))
+      done = step + 1
+      logged = done % config.log_every_steps == 0 or done == stop_step
+      stats = pats_stats(state) if logged and pats_stats is not None else {}
+      if pending is not None:  # Step t-1's metrics, read while step t runs.
+        report(*pending)
+      pending = (done, metrics, stats) if logged else None
+      evaluate_now = (eval_every > 0 and done % eval_every == 0) or done == stop_step
+      stop_now = bool(preempted) and done < stop_step
+      if (
+        evaluate_now
+        or stop_now
+        or (config.checkpoint_every_steps > 0 and done % config.checkpoint_every_steps == 0)
+      ):
+        if pending is not None:  # A checkpoint's metrics are on disk before the checkpoint.
+          report(*pending)
+          pending = None
+        if evaluate_now:
+          final_metrics = evaluate(eval_step, state.params, task, config, batch_sharding)
+          writer.write(done, final_metrics, prefix="eval")
+          logging.info("Step %d dev metrics: %s", done, final_metrics)
+          if best["value"] is None or final_metrics[best_metric_name] > best["value"]:
+            best = {
+              "value": final_metrics[best_metric_name],
+              "step": done,
+              "metrics": final_metrics,
+            }
+            best_checkpointer.save(done, {"params": state.params}, {"step": done, "best": best})
+        save(done)
+      if stop_now:
+        checkpointer.close()
+        logging.warning("Preempted: checkpoint at step %d written; exiting.", done)
+        return {"preempted": done}
+    if pending is not None:
+      report(*pending)
+  finally:
+    preempted.close()
+    progress.close()
+    writer.close()
+    checkpointer.wait()
+    best_checkpointer.wait()
+  train_seconds = time.perf_counter() - train_start
+
+  if final_metrics is None:  # Resumed after the last step: evaluate the restored state.
+    final_metrics = evaluate(eval_step, state.params, task, config, batch_sharding)
+  submissions = _write_test_predictions(
+    task, state, eval_step, best_checkpointer, config, batch_sharding, workdir
+  )
+  checkpointer.close()
+  best_checkpointer.close()
+  num_nonfinite = int(_fetch(state.nonfinite_steps))
+  results = {
+    "task": task.spec.name,
+    "method": config.method,
+    "seed": config.seed,
+    "model": config.model,
+    "steps": stop_step,
+    "best_metric": best_metric_name,
+    "final": {"step": stop_step, "metrics": final_metrics},
+    "best": {"step": best["step"], "value": best["value"], "metrics": best["metrics"]},
+    "nonfinite_steps": num_nonfinite,
+    "test_predictions": [str(path) for path in submissions],
+    "train_examples_per_second": (stop_step - train_start_step)
+    * micro_batch
+    / max(train_seconds, 1e-9),
+    "wall_time_seconds": time.perf_counter() - start_time,
+  }
+  writers.write_json(workdir / "results.json", results)
+  logging.info("Final dev metrics (step %d): %s", stop_step, final_metrics)
+  logging.info("Best %s = %s at step %s", best_metric_name, best["value"], best["step"])
+  return results
+
+
+def _restore_or_init(
+  checkpointer: checkpointing.Checkpointer,
+  config: ml_collections.ConfigDict,
+  params: Any,
+  optimizer: optimizers.Optimizer,
+  abstract: steps.TrainState,
+  state_shardings: steps.TrainState,
+  batches_per_epoch: int,
+) -> tuple[steps.TrainState, dict[str, Any], int | None]:
+  """The newest checkpoint's (state, best, step), else the initial state on the shardings."""
+  target = jax.tree.map(
+    lambda leaf, s: jax.ShapeDtypeStruct(leaf.shape, leaf.dtype, sharding=s),
+    abstract,
+    state_shardings,
+  )
+  restored = checkpointer.restore_latest(target)
+  if restored is None:
+    params = sharding.put_global(optimizers.perturb_params(config, params), state_shardings.params)
+    init = jax.jit(lambda p: steps.init_state(p, optimizer.tx), out_shardings=state_shardings)
+    return init(params), {"value": None, "step": None, "metrics": {}}, None
+  state, meta = restored
+  step = int(meta["step"])
+  if (meta["epoch"], meta["batch_in_epoch"]) != divmod(step, batches_per_epoch):
+    raise ValueError(
+      f"checkpoint step {step} was at epoch {meta['epoch']} batch {meta['batch_in_epoch']}, "
+      f"which this config's {batches_per_epoch} batches per epoch contradict; keep "
+      "batch_size, or use a new workdir"
+    )
+  logging.info("Resumed from step %d in %s.", step, checkpointer.directory)
+  return state, meta["best"], step
+
+
+def _write_test_predictions(
+  task: TaskData,
+  state: steps.TrainState,
+  eval_step: Any,
+  best_checkpointer: checkpointing.Checkpointer,
+  config: ml_collections.ConfigDict,
+  batch_sharding: Any,
+  workdir: pathlib.Path,
+) -> list[pathlib.Path]:
+  """Writes GLUE submission files for the test splits with the best checkpoint's parameters."""
+  if not task.test:
+    return []
+  params = state.params
+  if best_checkpointer.latest_step() is not None:
+    target = {
+      "params": jax.tree.map(
+        lambda leaf: jax.ShapeDtypeStruct(leaf.shape, leaf.dtype, sharding=leaf.sharding), params
+      )
+    }
+    restored = best_checkpointer.restore_latest(target)
+    params = restored[0]["params"] if restored else params
+  paths = []
+  for split_name, split in task.test.items():
+    out = predict(eval_step, params, split, config, batch_sharding)
+    if writers.is_writer():
+      paths.append(
+        data_lib.write_glue_submission(
+          task.spec, split_name, out["predictions"], workdir / "glue_submission", indices=out["idx"]
+        )
+      )
+  return paths

@@ -1,0 +1,187 @@
+r"""Turns sweep workdirs into mean ± std tables and paired differences against plain fine-tuning.
+
+  python scripts/aggregate.py --workdirs workdirs/glue_small --out results/glue_small
+
+Reads every `results.json` (and its `config.json`) below `--workdirs`. A row is a method
+(PATS-family methods with their noise scale, e.g. `pats@0.02`), a column a task; a cell is
+the mean ± sample standard deviation over seeds of the task's score (`--which=best`: the best
+dev checkpoint's `best_metric`; `final`: the same metric at the end of training). Paired
+differences subtract plain fine-tuning's score of the same task and seed; the 95% confidence
+interval of their mean is mean ± t(0.975, n−1) · sd / √n (Student's t, `scipy.stats.t`).
+Writes `<out>.md`, `<out>.csv` and `<out>_paired.csv`.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import pathlib
+from collections import defaultdict
+from typing import Any
+
+import numpy as np
+from absl import app, flags
+from scipy import stats
+
+NOISE_METHODS = ("pats", "uniform", "inverse")
+BASELINE = "plain"
+
+_WORKDIRS = flags.DEFINE_string(
+  "workdirs", "workdirs/sweep", "Folder searched for results.json files (a sweep's --root)."
+)
+_OUT = flags.DEFINE_string("out", "results/sweep", "Output path prefix (.md, .csv, _paired.csv).")
+_WHICH = flags.DEFINE_enum("which", "best", ["best", "final"], "Which dev score to aggregate.")
+
+
+def load_runs(root: pathlib.Path, *, which: str = "best") -> list[dict[str, Any]]:
+  """One record (task, method label, seed, score) per finished run below `root`.
+
+  Raises:
+    ValueError: a results.json lacks the fields written by `train.py`.
+  """
+  runs = []
+  for path in sorted(root.rglob("results.json")):
+    results = json.loads(path.read_text())
+    config_path = path.parent / "config.json"
+    config = json.loads(config_path.read_text()) if config_path.exists() else {}
+    try:
+      metric = results["best_metric"]
+      score = results["best"]["value"] if which == "best" else results["final"]["metrics"][metric]
+      method = results["method"]
+    except KeyError as error:
+      raise ValueError(f"{path}: missing field {error}; is it a train.py results.json?") from None
+    if method in NOISE_METHODS and "pats" in config:
+      method = f"{method}@{config['pats']['noise_scale']:g}"
+    runs.append(
+      {
+        "task": results["task"],
+        "method": method,
+        "seed": int(results["seed"]),
+        "metric": metric,
+        "score": float("nan") if score is None else float(score),
+        "path": str(path.parent),
+      }
+    )
+  return runs
+
+
+def summarize(runs: list[dict[str, Any]]) -> dict[tuple[str, str], dict[str, float]]:
+  """`{(method, task): {"mean", "std", "n"}}` over seeds (std: sample std, 0 for one run)."""
+  scores: dict[tuple[str, str], list[float]] = defaultdict(list)
+  for run in runs:
+    scores[run["method"], run["task"]].append(run["score"])
+  return {
+    key: {
+      "mean": float(np.mean(values)),
+      "std": float(np.std(values, ddof=1)) if len(values) > 1 else 0.0,
+      "n": len(values),
+    }
+    for key, values in scores.items()
+  }
+
+
+def paired_differences(
+  runs: list[dict[str, Any]], *, confidence: float = 0.95
+) -> list[dict[str, Any]]:
+  """Seed-paired differences `method − plain` per task: mean, CI bounds, n."""
+  by_key = {(run["method"], run["task"], run["seed"]): run["score"] for run in runs}
+  rows = []
+  for method, task in sorted({(run["method"], run["task"]) for run in runs}):
+    if method == BASELINE:
+      continue
+    diffs = [
+      by_key[method, task, seed] - by_key[BASELINE, task, seed]
+      for (m, t, seed) in sorted(by_key)
+      if m == method and t == task and (BASELINE, task, seed) in by_key
+    ]
+    if not diffs:
+      continue
+    n, mean = len(diffs), float(np.mean(diffs))
+    if n > 1:
+      half = float(stats.t.ppf(0.5 + confidence / 2, n - 1) * np.std(diffs, ddof=1) / math.sqrt(n))
+    else:
+      half = float("nan")
+    rows.append(
+      {
+        "method": method,
+        "task": task,
+        "n": n,
+        "mean_diff": mean,
+        "ci_low": mean - half,
+        "ci_high": mean + half,
+      }
+    )
+  return rows
+
+
+def markdown(
+  summary: dict[tuple[str, str], dict[str, float]],
+  paired: list[dict[str, Any]],
+  *,
+  scale: float = 100.0,
+) -> str:
+  """Markdown tables: scores (x `scale`) mean ± std (n), then paired differences with 95% CI."""
+  methods = sorted({method for method, _ in summary}, key=lambda m: (m != BASELINE, m))
+  tasks = sorted({task for _, task in summary})
+  lines = ["| method | " + " | ".join(tasks) + " |", "|---" * (len(tasks) + 1) + "|"]
+  for method in methods:
+    cells = []
+    for task in tasks:
+      cell = summary.get((method, task))
+      cells.append(
+        ""
+        if cell is None
+        else f"{scale * cell['mean']:.2f} ± {scale * cell['std']:.2f} ({cell['n']})"
+      )
+    lines.append(f"| {method} | " + " | ".join(cells) + " |")
+  if paired:
+    lines += [
+      "",
+      f"Paired difference vs {BASELINE} (same seeds), mean [95% CI]:",
+      "",
+      "| method | task | n | difference |",
+      "|---|---|---|---|",
+    ]
+    for row in paired:
+      lines.append(
+        f"| {row['method']} | {row['task']} | {row['n']} | "
+        f"{scale * row['mean_diff']:+.2f} [{scale * row['ci_low']:+.2f}, "
+        f"{scale * row['ci_high']:+.2f}] |"
+      )
+  return "\n".join(lines) + "\n"
+
+
+def write_tables(runs: list[dict[str, Any]], out: pathlib.Path) -> list[pathlib.Path]:
+  """Writes `<out>.md`, `<out>.csv` (per method and task) and `<out>_paired.csv`."""
+  summary, paired = summarize(runs), paired_differences(runs)
+  out.parent.mkdir(parents=True, exist_ok=True)
+  md, table, paired_csv = (
+    out.with_name(out.name + suffix) for suffix in (".md", ".csv", "_paired.csv")
+  )
+  md.write_text(markdown(summary, paired))
+  with table.open("w", newline="") as f:
+    writer = csv.writer(f)
+    writer.writerow(["method", "task", "mean", "std", "n"])
+    for (method, task), cell in sorted(summary.items()):
+      writer.writerow([method, task, cell["mean"], cell["std"], cell["n"]])
+  with paired_csv.open("w", newline="") as f:
+    writer = csv.DictWriter(f, ["method", "task", "n", "mean_diff", "ci_low", "ci_high"])
+    writer.writeheader()
+    writer.writerows(paired)
+  return [md, table, paired_csv]
+
+
+def main(argv: list[str]) -> None:
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  runs = load_runs(pathlib.Path(_WORKDIRS.value), which=_WHICH.value)
+  if not runs:
+    raise app.UsageError(f"no results.json below {_WORKDIRS.value}")
+  paths = write_tables(runs, pathlib.Path(_OUT.value))
+  print(paths[0].read_text())
+  print("Wrote " + ", ".join(str(path) for path in paths))
+
+
+if __name__ == "__main__":
+  app.run(main)

@@ -1,0 +1,136 @@
+r"""Runs a grid of fine-tuning runs (methods x tasks x seeds x noise scales), one process each.
+
+  python scripts/sweep.py --sweep configs/sweeps/glue_small.py --root workdirs/glue_small
+  python scripts/sweep.py --sweep configs/sweeps/tiny.py --root /tmp/tiny_sweep --dry_run
+
+Each run is `python train.py --config <sweep.config>:task=..,method=..,model=..,seed=..
+--workdir <root>/<task>/<method>[_ns<scale>]/seed<seed> [--config.pats.noise_scale=..]
+[--config.<override>=..]`, its output in the workdir's `train.log`. A run whose workdir holds
+results.json is skipped; an interrupted one resumes from its checkpoint, so the sweep can be
+stopped and started again at will.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import pathlib
+import subprocess
+import sys
+from collections.abc import Iterator
+from typing import Any
+
+from absl import app, flags
+from ml_collections import config_flags
+
+REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
+NOISE_METHODS = ("pats", "uniform", "inverse")
+
+_SWEEP = config_flags.DEFINE_config_file(
+  "sweep", None, "Sweep config file (configs/sweeps/*.py).", lock_config=True
+)
+_ROOT = flags.DEFINE_string("root", "workdirs/sweep", "Folder holding one workdir per run.")
+_DRY_RUN = flags.DEFINE_bool("dry_run", False, "Print the commands of the pending runs only.")
+
+
+@dataclasses.dataclass(frozen=True)
+class Run:
+  """One run of the grid."""
+
+  task: str
+  method: str
+  seed: int
+  noise_scale: float | None
+
+  @property
+  def name(self) -> str:
+    """`<task>/<method>[_ns<scale>]/seed<seed>`, the run's workdir below the root."""
+    method = self.method if self.noise_scale is None else f"{self.method}_ns{self.noise_scale:g}"
+    return f"{self.task}/{method}/seed{self.seed}"
+
+
+def grid(sweep: Any) -> Iterator[Run]:
+  """The runs of a sweep; noise scales multiply only the methods with PATS noise."""
+  for task in sweep.tasks:
+    for method in sweep.methods:
+      scales = sweep.noise_scales if method in NOISE_METHODS and sweep.noise_scales else (None,)
+      for scale in scales:
+        for seed in sweep.seeds:
+          yield Run(task, method, int(seed), None if scale is None else float(scale))
+
+
+def _flatten(tree: Any, prefix: str = "") -> Iterator[tuple[str, Any]]:
+  for key, value in tree.items():
+    if hasattr(value, "items"):
+      yield from _flatten(value, f"{prefix}{key}.")
+    else:
+      yield f"{prefix}{key}", value
+
+
+def command(sweep: Any, run: Run, workdir: pathlib.Path) -> list[str]:
+  """The `python train.py ...` command line of one run."""
+  config = (
+    str(REPO_ROOT / sweep.config)
+    if not pathlib.Path(sweep.config).is_absolute()
+    else (sweep.config)
+  )
+  args = [
+    sys.executable,
+    str(REPO_ROOT / "train.py"),
+    f"--config={config}:task={run.task},method={run.method},model={sweep.model},seed={run.seed}",
+    f"--workdir={workdir}",
+  ]
+  if run.noise_scale is not None:
+    args.append(f"--config.pats.noise_scale={run.noise_scale}")
+  args += [f"--config.{key}={value}" for key, value in _flatten(sweep.overrides)]
+  return args
+
+
+def run_sweep(sweep: Any, root: pathlib.Path, *, dry_run: bool = False) -> dict[str, list[str]]:
+  """Runs the pending runs of `sweep` one after the other.
+
+  Args:
+    sweep: the sweep config (`config`, `model`, `methods`, `tasks`, `seeds`, `noise_scales`,
+      `overrides`).
+    root: the folder of the runs' workdirs.
+    dry_run: print the commands instead of running them.
+
+  Returns:
+    Run names by outcome: "skipped" (results.json present), "done", "failed", "pending"
+    (dry run).
+  """
+  outcome: dict[str, list[str]] = {"skipped": [], "done": [], "failed": [], "pending": []}
+  for run in grid(sweep):
+    workdir = root / run.name
+    if (workdir / "results.json").exists():
+      outcome["skipped"].append(run.name)
+      continue
+    args = command(sweep, run, workdir)
+    if dry_run:
+      print(" ".join(args))
+      outcome["pending"].append(run.name)
+      continue
+    workdir.mkdir(parents=True, exist_ok=True)
+    print(f"[sweep] {run.name}", flush=True)
+    with open(workdir / "train.log", "a") as log:
+      code = subprocess.call(args, stdout=log, stderr=subprocess.STDOUT, cwd=REPO_ROOT)
+    if code == 0 and (workdir / "results.json").exists():
+      outcome["done"].append(run.name)
+    else:
+      outcome["failed"].append(run.name)
+      print(f"[sweep] {run.name} failed (exit {code}); see {workdir / 'train.log'}", flush=True)
+  return outcome
+
+
+def main(argv: list[str]) -> None:
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  if _SWEEP.value is None:
+    raise app.UsageError("--sweep is required, e.g. --sweep configs/sweeps/glue_small.py")
+  outcome = run_sweep(_SWEEP.value, pathlib.Path(_ROOT.value).absolute(), dry_run=_DRY_RUN.value)
+  print("[sweep] " + ", ".join(f"{key}: {len(names)}" for key, names in outcome.items()))
+  if outcome["failed"]:
+    sys.exit(1)
+
+
+if __name__ == "__main__":
+  app.run(main)

@@ -1,0 +1,148 @@
+"""scripts/sweep.py (grid, skipping finished runs, resumable) and scripts/aggregate.py (tables)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from _train_helpers import REPO_ROOT, cache_env
+from scipy import stats
+
+from pats_jax import testing
+
+sys.path.insert(0, str(REPO_ROOT / "scripts"))
+import aggregate
+import sweep
+
+
+def _sweep_config(**values):
+  config = testing.load_config(REPO_ROOT / "configs/sweeps/tiny.py")
+  for key, value in values.items():
+    config[key] = value
+  return config
+
+
+def test_grid_multiplies_noise_scales_for_noise_methods_only():
+  config = _sweep_config(
+    methods=("plain", "pats", "uniform"),
+    tasks=("rte", "mrpc"),
+    seeds=(0, 1, 2),
+    noise_scales=(0.01, 0.05),
+  )
+  runs = list(sweep.grid(config))
+  assert len(runs) == 2 * 3 * (1 + 2 + 2)
+  assert len({run.name for run in runs}) == len(runs)
+  assert {run.noise_scale for run in runs if run.method == "plain"} == {None}
+  assert "rte/pats_ns0.05/seed2" in {run.name for run in runs}
+
+
+def test_commands_and_skipping_finished_runs(tmp_path, capsys):
+  config = _sweep_config()
+  runs = list(sweep.grid(config))
+  finished = tmp_path / runs[0].name
+  finished.mkdir(parents=True)
+  (finished / "results.json").write_text("{}")
+  outcome = sweep.run_sweep(config, tmp_path, dry_run=True)
+  assert outcome["skipped"] == [runs[0].name]
+  assert outcome["pending"] == [run.name for run in runs[1:]]
+  printed = capsys.readouterr().out.splitlines()
+  assert len(printed) == len(runs) - 1
+  pats_run = next(run for run in runs if run.method == "pats")
+  args = sweep.command(config, pats_run, tmp_path / pats_run.name)
+  assert args[1].endswith("train.py")
+  assert (
+    f"--config={REPO_ROOT / 'configs/tiny.py'}:task=rte,method=pats,model=tiny-bert,seed="
+    f"{pats_run.seed}" in args
+  )
+  assert "--config.pats.noise_scale=0.05" in args and "--config.mesh.data=1" in args
+
+
+def _write_run(root, task, method, seed, score, noise_scale=None):
+  suffix = "" if noise_scale is None else f"_ns{noise_scale}"
+  workdir = root / task / f"{method}{suffix}" / str(seed)
+  workdir.mkdir(parents=True)
+  metric = "validation/accuracy"
+  (workdir / "results.json").write_text(
+    json.dumps(
+      {
+        "task": task,
+        "method": method,
+        "seed": seed,
+        "best_metric": metric,
+        "best": {"value": score, "step": 10, "metrics": {metric: score}},
+        "final": {"step": 20, "metrics": {metric: score - 0.01}},
+      }
+    )
+  )
+  (workdir / "config.json").write_text(
+    json.dumps({"method": method, "pats": {"noise_scale": noise_scale or 0.02}})
+  )
+
+
+def test_aggregate_tables_and_paired_confidence_intervals(tmp_path):
+  rng = np.random.default_rng(0)
+  plain = rng.uniform(0.6, 0.7, size=5)
+  pats = plain + rng.normal(0.02, 0.01, size=5)
+  for seed in range(5):
+    _write_run(tmp_path, "rte", "plain", seed, plain[seed])
+    _write_run(tmp_path, "rte", "pats", seed, pats[seed], noise_scale=0.05)
+  runs = aggregate.load_runs(tmp_path)
+  summary = aggregate.summarize(runs)
+  assert summary["plain", "rte"]["mean"] == pytest.approx(plain.mean())
+  assert summary["pats@0.05", "rte"]["std"] == pytest.approx(pats.std(ddof=1))
+  (row,) = aggregate.paired_differences(runs)
+  diffs = pats - plain
+  interval = stats.t.interval(0.95, 4, loc=diffs.mean(), scale=stats.sem(diffs))
+  assert row["method"] == "pats@0.05" and row["n"] == 5
+  assert (row["ci_low"], row["ci_high"]) == pytest.approx(interval)
+  final = aggregate.summarize(aggregate.load_runs(tmp_path, which="final"))
+  assert final["plain", "rte"]["mean"] == pytest.approx(plain.mean() - 0.01)
+
+  paths = aggregate.write_tables(runs, tmp_path / "out" / "table")
+  text = paths[0].read_text()
+  assert f"{100 * plain.mean():.2f} ± {100 * plain.std(ddof=1):.2f} (5)" in text
+  assert "95% CI" in text
+  with paths[1].open() as f:
+    assert len(list(csv.DictReader(f))) == 2
+  with paths[2].open() as f:
+    (paired,) = list(csv.DictReader(f))
+  assert math.isclose(float(paired["mean_diff"]), diffs.mean(), rel_tol=1e-9)
+
+
+def test_aggregate_rejects_foreign_results(tmp_path):
+  (tmp_path / "x").mkdir()
+  (tmp_path / "x" / "results.json").write_text(json.dumps({"task": "rte"}))
+  with pytest.raises(ValueError, match="missing field"):
+    aggregate.load_runs(tmp_path)
+
+
+@pytest.mark.slow
+def test_sweep_runs_then_skips_and_aggregates(tmp_path):
+  root, out = tmp_path / "runs", tmp_path / "table"
+  command = [
+    sys.executable,
+    str(REPO_ROOT / "scripts/sweep.py"),
+    f"--sweep={REPO_ROOT / 'configs/sweeps/tiny.py'}",
+    f"--root={root}",
+    "--sweep.seeds=(0,)",
+  ]
+  first = subprocess.run(command, env=cache_env(), capture_output=True, text=True, timeout=900)
+  assert first.returncode == 0, first.stdout[-2000:] + first.stderr[-2000:]
+  assert "done: 2" in first.stdout
+  second = subprocess.run(command, env=cache_env(), capture_output=True, text=True, timeout=300)
+  assert "skipped: 2" in second.stdout and "done: 0" in second.stdout
+  result = subprocess.run(
+    [sys.executable, str(REPO_ROOT / "scripts/aggregate.py"), f"--workdirs={root}", f"--out={out}"],
+    capture_output=True,
+    text=True,
+    env=cache_env(),
+    timeout=300,
+  )
+  assert result.returncode == 0, result.stderr[-2000:]
+  assert "| plain |" in (tmp_path / "table.md").read_text()
+  assert "pats@0.05" in (tmp_path / "table.md").read_text()
