@@ -42,13 +42,22 @@ def init_state(params: Any, tx: optax.GradientTransformation) -> TrainState:
   return TrainState(zero, params, tx.init(params), zero, zero)
 
 
-def task_loss(logits: jax.Array, labels: jax.Array, *, regression: bool) -> jax.Array:
-  """Mean cross-entropy over classes, or mean squared error of `logits[:, 0]` for regression."""
+def task_loss(
+  logits: jax.Array, labels: jax.Array, *, regression: bool, weights: jax.Array | None = None
+) -> jax.Array:
+  """Cross-entropy over classes, or squared error of `logits[:, 0]` for regression.
+
+  The mean over the batch, or with `weights` (0 on padding rows) the weighted mean
+  `Σ_i w_i l_i / Σ_i w_i`.
+  """
+  logits = logits.astype(jnp.float32)
   if regression:
-    return jnp.mean(jnp.square(logits[:, 0].astype(jnp.float32) - labels))
-  return jnp.mean(
-    optax.softmax_cross_entropy_with_integer_labels(logits.astype(jnp.float32), labels)
-  )
+    losses = jnp.square(logits[:, 0] - labels)
+  else:
+    losses = optax.softmax_cross_entropy_with_integer_labels(logits, labels)
+  if weights is None:
+    return jnp.mean(losses)
+  return jnp.sum(losses * weights) / jnp.maximum(jnp.sum(weights), 1.0)
 
 
 def _apply(module: Any, params: Any, batch: dict[str, jax.Array], *, dropout_key: jax.Array | None):

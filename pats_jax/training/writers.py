@@ -51,6 +51,18 @@ def write_config(workdir: pathlib.Path, config: ml_collections.ConfigDict) -> No
   write_json(workdir / "config.json", config.to_dict())
 
 
+def read_config(workdir: pathlib.Path) -> ml_collections.ConfigDict:
+  """The locked config a run wrote to `workdir/config.json`.
+
+  Raises:
+    FileNotFoundError: the folder has no config.json (not a train.py workdir).
+  """
+  path = pathlib.Path(workdir) / "config.json"
+  if not path.is_file():
+    raise FileNotFoundError(f"{path} does not exist: is {workdir} a train.py workdir?")
+  return ml_collections.ConfigDict(json.loads(path.read_text()))
+
+
 class MetricWriter:
   """Appends per-step and per-evaluation records to metrics.jsonl (and TensorBoard).
 

@@ -1,0 +1,115 @@
+r"""Sensitivity |θ·g| on the dev set of finished runs: distributions per method and task.
+
+  python scripts/sensitivity.py --workdirs workdirs/study_tune --out results/sensitivity
+
+For every run folder below `--workdirs` (a folder with results.json and best/), computes the
+dev-set sensitivity of the best checkpoint's weight matrices (`pats_jax.analysis`), then
+writes `<out>.json` (per run: task, method, seed, Gini, top-1%/10% shares, histogram),
+`<out>.md` (mean ± std of the concentration statistics per task and method, with the run's
+final dev score beside them) and one plot per task, `<out>_<task>.png`: the density of
+log10(s) per method (log-scale x axis), the Gini coefficient in the legend.
+Runs already measured (listed in an existing `<out>.json`) are not recomputed.
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import pathlib
+
+import numpy as np
+from absl import app, flags
+
+_WORKDIRS = flags.DEFINE_string("workdirs", None, "Folder searched for run folders.", required=True)
+_OUT = flags.DEFINE_string("out", "results/sensitivity", "Output prefix (.json, .md, _<task>.png).")
+_EMBEDDINGS = flags.DEFINE_bool("include_embeddings", False, "Count the embedding tables too.")
+
+
+def _runs(root: pathlib.Path) -> list[pathlib.Path]:
+  return sorted(
+    path.parent for path in root.rglob("results.json") if (path.parent / "best").is_dir()
+  )
+
+
+def _final_score(workdir: pathlib.Path) -> float:
+  results = json.loads((workdir / "results.json").read_text())
+  return float(results["final"]["metrics"][results["best_metric"]])
+
+
+def _plot(task: str, records: list[dict], path: pathlib.Path) -> None:
+  import matplotlib
+
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt
+
+  from pats_jax import analysis
+
+  centers = 10 ** ((analysis.LOG10_BINS[:-1] + analysis.LOG10_BINS[1:]) / 2)
+  by_method = collections.defaultdict(list)
+  for record in records:
+    by_method[record["method"]].append(record)
+  figure, axis = plt.subplots(figsize=(7, 4))
+  for method, group in sorted(by_method.items()):
+    counts = np.sum([record["histogram"] for record in group], axis=0).astype(float)
+    gini = np.mean([record["stats"]["gini"] for record in group])
+    axis.plot(centers, counts / counts.sum(), label=f"{method} (Gini {gini:.3f}, n={len(group)})")
+  axis.set_xscale("log")
+  axis.set_xlabel("sensitivity |θ·g| on the dev set (best checkpoint)")
+  axis.set_ylabel("share of parameters")
+  axis.set_title(f"{task}: sensitivity of weight matrices")
+  axis.legend(fontsize=8)
+  figure.tight_layout()
+  figure.savefig(path, dpi=120)
+  plt.close(figure)
+
+
+def _table(records: list[dict]) -> str:
+  cells = collections.defaultdict(list)
+  for record in records:
+    cells[(record["task"], record["method"])].append(record)
+  lines = [
+    "| task | method | runs | Gini | top-1% share | top-10% share | final dev score |",
+    "|---|---|---|---|---|---|---|",
+  ]
+  for (task, method), group in sorted(cells.items()):
+
+    def stat(values: list[float]) -> str:
+      return f"{np.mean(values):.4f} ± {np.std(values, ddof=1) if len(values) > 1 else 0:.4f}"
+
+    lines.append(
+      f"| {task} | {method} | {len(group)} | "
+      f"{stat([r['stats']['gini'] for r in group])} | "
+      f"{stat([r['stats']['top1_share'] for r in group])} | "
+      f"{stat([r['stats']['top10_share'] for r in group])} | "
+      f"{stat([r['final_score'] for r in group])} |"
+    )
+  return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str]) -> None:
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  from pats_jax import analysis
+
+  out = pathlib.Path(_OUT.value)
+  out.parent.mkdir(parents=True, exist_ok=True)
+  store = out.with_suffix(".json")
+  records = json.loads(store.read_text()) if store.exists() else []
+  done = {record["workdir"] for record in records}
+  for workdir in _runs(pathlib.Path(_WORKDIRS.value)):
+    if str(workdir) in done:
+      continue
+    report = analysis.workdir_sensitivity(workdir, include_embeddings=_EMBEDDINGS.value)
+    record = report.to_json() | {"final_score": _final_score(workdir)}
+    records.append(record)
+    store.write_text(json.dumps(records) + "\n")
+    print(f"{workdir}: {report.stats}", flush=True)
+  if not records:
+    raise app.UsageError(f"no finished run (results.json + best/) below {_WORKDIRS.value}")
+  out.with_suffix(".md").write_text(_table(records))
+  for task in sorted({record["task"] for record in records}):
+    _plot(task, [r for r in records if r["task"] == task], out.parent / f"{out.name}_{task}.png")
+
+
+if __name__ == "__main__":
+  app.run(main)

@@ -1,0 +1,78 @@
+"""Sensitivity analysis: concentration statistics, dev sensitivity, and a finished tiny run."""
+
+from __future__ import annotations
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from pats_jax import analysis
+
+
+def test_concentration_known_values():
+  flat = analysis.concentration(np.ones(100))
+  assert flat["gini"] == pytest.approx(0.0, abs=1e-12)
+  assert flat["top1_share"] == pytest.approx(0.01)
+  assert flat["top10_share"] == pytest.approx(0.10)
+  spike = analysis.concentration(np.array([0.0, 0.0, 0.0, 4.0]))
+  # G = Σ (2i − n − 1) x_(i) / (n Σ x) = (2·4 − 5)·4 / (4·4) = 0.75.
+  assert spike["gini"] == pytest.approx(0.75)
+  assert spike["top1_share"] == pytest.approx(1.0)
+  assert spike["zero_fraction"] == pytest.approx(0.75)
+
+
+def test_concentration_orders_distributions():
+  rng = np.random.default_rng(0)
+  narrow = analysis.concentration(rng.uniform(1.0, 2.0, 10_000))
+  heavy = analysis.concentration(rng.pareto(1.5, 10_000))
+  assert heavy["gini"] > narrow["gini"] + 0.3
+
+
+@pytest.mark.parametrize(
+  "bad", [np.array([]), np.array([1.0, -1.0]), np.zeros(3), np.array([np.nan])]
+)
+def test_concentration_rejects_bad_input(bad):
+  with pytest.raises(ValueError, match="concentration"):
+    analysis.concentration(bad)
+
+
+def test_dev_sensitivity_matches_numpy():
+  rng = np.random.default_rng(1)
+  params = {"w": rng.normal(size=(3, 2)).astype(np.float32), "b": np.zeros(2, np.float32)}
+  batches = [
+    {
+      "x": rng.normal(size=(4, 3)).astype(np.float32),
+      "y": rng.normal(size=(4, 2)).astype(np.float32),
+    }
+    for _ in range(3)
+  ]
+
+  def loss_fn(p, batch):
+    return jnp.mean(jnp.square(batch["x"] @ p["w"] + p["b"] - batch["y"]))
+
+  got = analysis.dev_sensitivity(loss_fn, params, batches)
+  expected = np.zeros((3, 2))
+  for batch in batches:
+    residual = batch["x"] @ params["w"] + params["b"] - batch["y"]
+    grad_w = 2 * batch["x"].T @ residual / residual.size
+    expected += np.abs(params["w"] * grad_w)
+  np.testing.assert_allclose(got["w"], expected / len(batches), rtol=1e-5, atol=1e-7)
+  assert analysis.select_leaves(got).keys() == {"w"}
+  with pytest.raises(ValueError, match="no batches"):
+    analysis.dev_sensitivity(loss_fn, params, [])
+
+
+@pytest.mark.slow
+def test_workdir_sensitivity_of_a_tiny_run(tmp_path):
+  from _train_helpers import tiny_config
+
+  from pats_jax.training import trainer
+
+  workdir = tmp_path / "run"
+  trainer.train_and_evaluate(tiny_config(arg="task=mrpc,method=pats", max_steps=3), workdir)
+  report = analysis.workdir_sensitivity(workdir)
+  assert report.method == "pats" and report.task == "mrpc"
+  assert 0.0 < report.stats["gini"] < 1.0
+  assert report.histogram.sum() > 0
+  with pytest.raises(FileNotFoundError, match=r"config\.json"):
+    analysis.workdir_sensitivity(tmp_path / "missing")
