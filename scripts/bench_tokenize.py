@@ -56,12 +56,15 @@ def main() -> None:
     split = data.tokenize(dataset, tokenizer, "sst2", max_length=args.max_length)
     times.append(time.perf_counter() - start)
   best = min(times)
-  print(f"SST-2 train: {len(split)} sentences, {int(split.lengths.sum())} tokens, "
-        f"max_length {args.max_length}")
-  print(f"tokenize: {best:.2f} s (best of {args.repeats}: "
-        f"{', '.join(f'{t:.2f}' for t in times)}), {len(split) / best:,.0f} sentences/s")
-  print(f"CPU: {cpu_model()}, {os.cpu_count()} logical cores; "
-        f"tokenizers {tokenizers.__version__}")
+  print(
+    f"SST-2 train: {len(split)} sentences, {int(split.lengths.sum())} tokens, "
+    f"max_length {args.max_length}"
+  )
+  print(
+    f"tokenize: {best:.2f} s (best of {args.repeats}: "
+    f"{', '.join(f'{t:.2f}' for t in times)}), {len(split) / best:,.0f} sentences/s"
+  )
+  print(f"CPU: {cpu_model()}, {os.cpu_count()} logical cores; tokenizers {tokenizers.__version__}")
 
 
 if __name__ == "__main__":

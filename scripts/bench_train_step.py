@@ -21,9 +21,7 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -33,6 +31,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
+from bench_env import cpu_name, load_average
 
 from pats_jax import models
 from pats_jax.models import testing as model_testing
@@ -64,22 +63,6 @@ PEAK_FLOPS = {
   "L4": (121e12, 30e12),
   "V100": (125e12, 15.7e12),
 }
-
-
-def cpu_name() -> str:
-  """`lscpu`'s model name, or the platform's processor string."""
-  try:
-    out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
-    for line in out.splitlines():
-      if line.startswith("Model name:"):
-        return line.split(":", 1)[1].strip()
-  except (OSError, subprocess.CalledProcessError):
-    pass
-  return platform.processor() or "unknown"
-
-
-def load_average() -> str:
-  return " ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
 def print_environment() -> None:

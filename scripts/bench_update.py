@@ -24,9 +24,7 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import statistics
-import subprocess
 import time
 from collections.abc import Callable
 from typing import Any
@@ -35,6 +33,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from bench_env import cpu_name
 
 import pats_jax
 
@@ -184,17 +183,6 @@ def bench_tree(tree_name: str, args: argparse.Namespace) -> None:
       f"{name:<18} {med[name] * 1e3:9.2f} ms  {bw:7.1f} GB/s  {bw / copy_bw:6.1%} of copy  "
       f"{ratio}  (min {min(t.times) * 1e3:.2f}, max {max(t.times) * 1e3:.2f} ms)"
     )
-
-
-def cpu_name() -> str:
-  try:
-    out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
-    for line in out.splitlines():
-      if line.startswith("Model name:"):
-        return line.split(":", 1)[1].strip()
-  except (OSError, subprocess.CalledProcessError):
-    pass
-  return platform.processor() or "unknown"
 
 
 def main() -> None:
