@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import pathlib
+import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -90,7 +91,8 @@ def run_sweep(sweep: Any, root: pathlib.Path, *, dry_run: bool = False) -> dict[
 
   Args:
     sweep: the sweep config (`config`, `model`, `methods`, `tasks`, `seeds`, `noise_scales`,
-      `overrides`).
+      `overrides`, and optionally `prune_checkpoints`: delete a finished run's `checkpoints/`,
+      keeping `best/`, so a large grid fits on disk).
     root: the folder of the runs' workdirs.
     dry_run: print the commands instead of running them.
 
@@ -115,6 +117,9 @@ def run_sweep(sweep: Any, root: pathlib.Path, *, dry_run: bool = False) -> dict[
       code = subprocess.call(args, stdout=log, stderr=subprocess.STDOUT, cwd=REPO_ROOT)
     if code == 0 and (workdir / "results.json").exists():
       outcome["done"].append(run.name)
+      if sweep.get("prune_checkpoints", False):
+        # A finished run is never resumed; its best/ checkpoint stays for the analysis.
+        shutil.rmtree(workdir / "checkpoints", ignore_errors=True)
     else:
       outcome["failed"].append(run.name)
       print(f"[sweep] {run.name} failed (exit {code}); see {workdir / 'train.log'}", flush=True)

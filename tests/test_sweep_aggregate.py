@@ -134,6 +134,8 @@ def test_sweep_runs_then_skips_and_aggregates(tmp_path):
   first = subprocess.run(command, env=cache_env(), capture_output=True, text=True, timeout=900)
   assert first.returncode == 0, first.stdout[-2000:] + first.stderr[-2000:]
   assert "done: 2" in first.stdout
+  assert not list(root.rglob("checkpoints")), "prune_checkpoints left checkpoints/ behind"
+  assert len(list(root.rglob("best"))) == 2
   second = subprocess.run(command, env=cache_env(), capture_output=True, text=True, timeout=300)
   assert "skipped: 2" in second.stdout and "done: 0" in second.stdout
   result = subprocess.run(

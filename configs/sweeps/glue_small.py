@@ -23,4 +23,5 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   sweep.noise_scales = (0.01, 0.02, 0.05)
   # Extra `--config.<key>=<value>` overrides given to every run (e.g. max_steps for a dry run).
   sweep.overrides = ml_collections.ConfigDict({"progress_bar": False})
+  sweep.prune_checkpoints = True  # Keep best/ only once a run has finished.
   return sweep

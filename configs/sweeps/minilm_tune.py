@@ -23,4 +23,5 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   sweep.seeds = (0, 1)
   sweep.noise_scales = (0.01, 0.03, 0.1)
   sweep.overrides = ml_collections.ConfigDict({"progress_bar": False})
+  sweep.prune_checkpoints = True  # Keep best/ only once a run has finished.
   return sweep

@@ -21,4 +21,5 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   sweep.overrides = ml_collections.ConfigDict(
     {"max_steps": 2, "eval_every_steps": 0, "write_test_predictions": False, "mesh": {"data": 1}}
   )
+  sweep.prune_checkpoints = True  # Keep best/ only once a run has finished.
   return sweep
