@@ -53,6 +53,8 @@ def _plot(task: str, records: list[dict], path: pathlib.Path) -> None:
     counts = np.sum([record["histogram"] for record in group], axis=0).astype(float)
     gini = np.mean([record["stats"]["gini"] for record in group])
     axis.plot(centers, counts / counts.sum(), label=f"{method} (Gini {gini:.3f}, n={len(group)})")
+  occupied = np.flatnonzero(np.sum([r["histogram"] for r in records], axis=0))
+  axis.set_xlim(centers[max(occupied[0] - 2, 0)], centers[min(occupied[-1] + 2, centers.size - 1)])
   axis.set_xscale("log")
   axis.set_xlabel("sensitivity |θ·g| on the dev set (best checkpoint)")
   axis.set_ylabel("share of parameters")
