@@ -2,34 +2,14 @@
 
 from __future__ import annotations
 
-import contextlib
-import logging
-import re
-
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from _compile_log import compile_log
 
 import pats_jax
-
-
-@contextlib.contextmanager
-def compile_log():
-  """The messages of the XLA compilations that happen inside the block."""
-  messages: list[str] = []
-  handler = logging.Handler()
-  handler.emit = lambda record: messages.append(record.getMessage())
-  logger = logging.getLogger("jax")
-  logger.addHandler(handler)
-  try:
-    with jax.log_compiles():
-      yield messages
-  finally:
-    logger.removeHandler(handler)
-    messages[:] = [m for m in messages if re.search(r"Finished .* compilation", m)]
-
 
 ALL = lambda params: jax.tree.map(lambda _: True, params)  # noise on 1-D targets too
 

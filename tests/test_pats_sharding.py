@@ -3,16 +3,14 @@ for params replicated or sharded along an axis, and a state whose sharding is st
 
 from __future__ import annotations
 
-import contextlib
 import itertools
-import logging
-import re
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from _compile_log import compile_log
 from jax.sharding import AxisType, NamedSharding
 from jax.sharding import PartitionSpec as P
 
@@ -22,20 +20,6 @@ from pats_jax import _steps
 STEPS = 2
 
 
-@contextlib.contextmanager
-def compile_log():
-  """The messages of the XLA compilations that happen inside the block."""
-  messages: list[str] = []
-  handler = logging.Handler()
-  handler.emit = lambda record: messages.append(record.getMessage())
-  logger = logging.getLogger("jax")
-  logger.addHandler(handler)
-  try:
-    with jax.log_compiles():
-      yield messages
-  finally:
-    logger.removeHandler(handler)
-    messages[:] = [m for m in messages if re.search(r"Finished .* compilation", m)]
 
 
 def make_params():

@@ -73,6 +73,17 @@ def build_dataset(
     columns, features=features_for(spec), split=datasets.NamedSplit(split))
 
 
+def check_label_range(spec: TaskSpec, labels: np.ndarray, origin: str) -> None:
+  """Raises ValueError if a labelled classification split has ids outside `0..num_labels-1`."""
+  if spec.is_regression:
+    return
+  bad = np.unique(labels[(labels < 0) | (labels >= spec.num_labels)])
+  if bad.size:
+    raise ValueError(
+      f"{origin}: labels {bad[:5].tolist()} outside 0..{spec.num_labels - 1} in a labelled split"
+    )
+
+
 def column(dataset: datasets.Dataset, key: str) -> list:
   """One column as a Python list (through Arrow; much faster than iterating the column)."""
   return dataset.select_columns([key])[:][key]

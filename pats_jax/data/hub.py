@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 
 import datasets
-import numpy as np
 
 from pats_jax.data import examples
 from pats_jax.data import tasks as tasks_lib
@@ -56,12 +55,7 @@ def from_hub_dataset(
     labels = [examples.UNLABELLED] * dataset.num_rows
   else:
     labels = examples.numpy_column(dataset, "label")
-    if not spec.is_regression:
-      bad = np.unique(labels[(labels < 0) | (labels >= spec.num_labels)])
-      if bad.size:
-        raise ValueError(
-          f"{origin}: labels {bad[:5].tolist()} outside 0..{spec.num_labels - 1} in a "
-          "labelled split")
+    examples.check_label_range(spec, labels, origin)
   return examples.build_dataset(spec, texts, labels, split=split, origin=origin)
 
 

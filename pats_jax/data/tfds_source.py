@@ -91,12 +91,7 @@ def from_tfds_columns(
     labels = np.asarray(columns["label"]).reshape(-1)[order]
     if spec.is_regression:
       labels = labels.astype(np.float32)
-    else:
-      bad = np.unique(labels[(labels < 0) | (labels >= spec.num_labels)])
-      if bad.size:
-        raise ValueError(
-          f"{origin}: labels {bad[:5].tolist()} outside 0..{spec.num_labels - 1} in a "
-          "labelled split")
+    examples.check_label_range(spec, labels, origin)
   return examples.build_dataset(spec, texts, labels, split=split, origin=origin)
 
 
