@@ -111,7 +111,10 @@ def main() -> None:
   names = ("torch", "plain", "pats")
   times: dict[str, list[float]] = {name: [] for name in names}
   for round_index in range(args.warmup + args.rounds):
-    for name in names:
+    # Rotate the order each round so that no variant always runs right after another one
+    # (on 2 cores the jax step run right after torch's was the slowest in a fixed order).
+    shift = round_index % len(names)
+    for name in names[shift:] + names[:shift]:
       t0 = time.perf_counter()
       run(name)
       if round_index >= args.warmup:

@@ -118,13 +118,31 @@ def trainer_config(method: str, **pats_overrides: Any):
   return config
 
 
+class FullLastLayer:
+  """The classifier computing every token of its last layer (`return_hidden=True`).
+
+  The model's own logits path computes the first token only there; this is the ablation.
+  """
+
+  def __init__(self, module: Any):
+    self.module = module
+
+  def apply(self, variables: Any, *args: Any, **kwargs: Any) -> jax.Array:
+    return self.module.apply(variables, *args, return_hidden=True, **kwargs)[0]
+
+
 def make_jitted_step(
-  pretrained: models.Pretrained, config: Any, *, num_updates: int = 1000
+  pretrained: models.Pretrained,
+  config: Any,
+  *,
+  num_updates: int = 1000,
+  full_last_layer: bool = False,
 ) -> tuple[Callable, steps.TrainState]:
   """The trainer's train step for `config`, jitted with the state donated, and its state."""
   optimizer = optimizers.make_optimizer(config, num_updates)
+  module = FullLastLayer(pretrained.module) if full_last_layer else pretrained.module
   step = steps.make_train_step(
-    pretrained.module, optimizer, seed=config.seed, regression=False, grad_accum_steps=1
+    module, optimizer, seed=config.seed, regression=False, grad_accum_steps=1
   )
   params = jax.tree.map(jnp.copy, pretrained.params)  # each variant owns (and donates) its own
   state = jax.jit(steps.init_state, static_argnums=1)(params, optimizer.tx)
@@ -164,6 +182,11 @@ def main() -> None:
   parser.add_argument("--rounds", type=int, default=5, help="timed rounds (one step of each)")
   parser.add_argument("--warmup", type=int, default=1, help="untimed rounds first (compile)")
   parser.add_argument("--ema_dtype", default="", help="PATS EMA dtype, e.g. bfloat16")
+  parser.add_argument(
+    "--full_last_layer",
+    action="store_true",
+    help="also time plain AdamW with the last layer computed for every token (`plain_full`)",
+  )
   args = parser.parse_args()
 
   print_environment()
@@ -181,10 +204,14 @@ def main() -> None:
     "plain": trainer_config("plain"),
     "pats": trainer_config("pats", ema_dtype=args.ema_dtype),
   }
+  if args.full_last_layer:
+    variants["plain_full"] = variants["plain"]
   jitted, states = {}, {}
   for name, config in variants.items():
-    jitted[name], states[name] = make_jitted_step(pretrained, config)
-  flops = step_flops(jitted["plain"], states["plain"], batch)
+    jitted[name], states[name] = make_jitted_step(
+      pretrained, config, full_last_layer=name == "plain_full"
+    )
+  flops = {name: step_flops(jitted[name], states[name], batch) for name in jitted}
   del pretrained
 
   times: dict[str, list[float]] = {name: [] for name in variants}
@@ -200,19 +227,26 @@ def main() -> None:
   peak = peak_flops(jax.devices()[0], dtype)
   for name, t in times.items():
     line = (
-      f"{name:<6} {med[name] * 1e3:9.1f} ms/step  {args.batch_size / med[name]:8.1f} examples/s"
+      f"{name:<10} {med[name] * 1e3:9.1f} ms/step  {args.batch_size / med[name]:8.1f} examples/s"
       f"  (min {min(t) * 1e3:.1f}, max {max(t) * 1e3:.1f} ms)"
     )
-    if flops and peak:
-      line += f"  MFU {flops / med[name] / peak:.1%}"
+    if flops[name] and peak:
+      line += f"  MFU {flops[name] / med[name] / peak:.1%}"
     print(line)
   ratios = [p / q for p, q in zip(times["pats"], times["plain"], strict=True)]
   print(
     f"PATS overhead: {med['pats'] / med['plain'] - 1:+.1%} (medians), "
     f"{statistics.median(ratios) - 1:+.1%} (median of per-round ratios)"
   )
-  if flops:
-    print(f"step FLOPs (XLA cost analysis, plain): {flops / 1e12:.3f} TFLOP")
+  if "plain_full" in times:
+    ratios = [p / q for p, q in zip(times["plain"], times["plain_full"], strict=True)]
+    print(
+      f"first-token-only last layer vs full: {med['plain'] / med['plain_full'] - 1:+.1%} "
+      f"(medians), {statistics.median(ratios) - 1:+.1%} (median of per-round ratios)"
+    )
+  for name, count in flops.items():
+    if count:
+      print(f"step FLOPs (XLA cost analysis, {name}): {count / 1e12:.3f} TFLOP")
   print(f"load average at the end {load_average()}")
 
 

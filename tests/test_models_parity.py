@@ -8,6 +8,7 @@ are not used by anything and differ from float64 by more than fp32 noise in torc
 
 from __future__ import annotations
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -92,6 +93,11 @@ def assert_parity(pretrained, torch_model, model_type, ids, mask, types):
   np.testing.assert_allclose(np.asarray(logits), ref_logits, rtol=0, atol=ATOL)
   real = mask.astype(bool)
   np.testing.assert_allclose(np.asarray(hidden)[real], ref_hidden[real], rtol=0, atol=ATOL)
+  # Without return_hidden the last layer computes the first token only: same logits.
+  first_only = pretrained.module.apply(
+    {"params": pretrained.params}, jnp.asarray(ids), jnp.asarray(mask), jnp.asarray(types)
+  )
+  np.testing.assert_allclose(np.asarray(first_only), ref_logits, rtol=0, atol=ATOL)
 
 
 @pytest.mark.parametrize("model_type", ["bert", "roberta"])
@@ -138,3 +144,28 @@ def test_roberta_position_offset_and_padding_invariance(tmp_path):
     apply(ids, mask), apply(padded(ids, 1), padded(mask, 0)), rtol=0, atol=ATOL
   )
   assert_parity(pretrained, torch_model, "roberta", padded(ids, 1), padded(mask, 0), types)
+
+
+@pytest.mark.parametrize("remat", [False, True])
+def test_logits_only_skips_the_last_layers_other_tokens(tmp_path, remat):
+  """The logits-only path does fewer FLOPs (XLA's count) and gives the same logits and grads."""
+  torch_model = tiny_torch_model("bert", 2, num_hidden_layers=1)
+  torch_model.save_pretrained(tmp_path)
+  pretrained = models.load(tmp_path, num_labels=2, remat=remat)
+  ids, mask, types = (jnp.asarray(x) for x in pair_batch("bert", 99))
+
+  def loss(params, return_hidden):
+    out = pretrained.module.apply({"params": params}, ids, mask, types, return_hidden=return_hidden)
+    return jnp.sum((out[0] if return_hidden else out) ** 2)
+
+  grads = {}
+  flops = {}
+  for full in (False, True):
+    fn = jax.jit(jax.value_and_grad(lambda p, full=full: loss(p, full)))
+    flops[full] = fn.lower(pretrained.params).compile().cost_analysis()["flops"]
+    grads[full] = fn(pretrained.params)
+  # One layer, 16 positions: the attention queries, output and FFN of 15 of them are gone.
+  assert flops[False] < 0.6 * flops[True]
+  np.testing.assert_allclose(grads[False][0], grads[True][0], rtol=1e-6)
+  for a, b in zip(jax.tree.leaves(grads[False][1]), jax.tree.leaves(grads[True][1]), strict=True):
+    np.testing.assert_allclose(a, b, rtol=0, atol=1e-6)

@@ -16,6 +16,12 @@ Knobs: `dtype` (compute, e.g. bfloat16) and `param_dtype` (storage, e.g. float32
 `remat` recomputes each layer in the backward pass (`nn.remat`). Every parameter has
 logical axis names (`sharding.py`). Dropout uses the rng stream "dropout".
 
+The classifier reads only the first token of the last layer, so unless the hidden states are
+asked for (`return_hidden=True`) the last layer computes its queries, attention output,
+feed-forward block and LayerNorms for that token alone (keys and values still cover every
+token): the logits are the same, and a step of a 6-layer model does ~14% fewer FLOPs
+(10 of the last layer's 12 per-token weight matmuls, `first_token_only`).
+
 Attention-probability dropout is not available in the fused kernels, so while training
 with `attention_probs_dropout_prob > 0` attention runs through Flax's explicit softmax
 (`nn.dot_product_attention`, XLA); set it to 0 to use cuDNN flash attention in training.
@@ -142,12 +148,15 @@ class SelfAttention(nn.Module):
   implementation: str = "xla"
 
   @nn.compact
-  def __call__(self, x, mask, kv_lengths, deterministic: bool):
-    """Attends; `mask` is bool `[batch, 1, 1, length]`, `kv_lengths` int32 `[batch]`."""
+  def __call__(self, x, mask, kv_lengths, deterministic: bool, first_token_only: bool = False):
+    """Attends; `mask` is bool `[batch, 1, 1, length]`, `kv_lengths` int32 `[batch]`.
+
+    With `first_token_only` only the first position queries (output `[batch, 1, E]`).
+    """
     cfg = self.config
     shape = (cfg.num_attention_heads, cfg.head_dim)
 
-    def project(name: str) -> jax.Array:
+    def project(name: str, inputs: jax.Array) -> jax.Array:
       return nn.DenseGeneral(
         shape,
         dtype=self.dtype,
@@ -155,9 +164,10 @@ class SelfAttention(nn.Module):
         kernel_init=_normal(cfg, (sh.EMBED, sh.HEADS, sh.KV)),
         bias_init=_zeros((sh.HEADS, sh.KV)),
         name=name,
-      )(x)
+      )(inputs)
 
-    query, key, value = project("query"), project("key"), project("value")
+    query = project("query", x[:, :1] if first_token_only else x)
+    key, value = project("key", x), project("value", x)
     rate = cfg.attention_probs_dropout_prob
     if rate > 0.0 and not deterministic:
       out = nn.dot_product_attention(
@@ -198,12 +208,15 @@ class TransformerLayer(nn.Module):
   implementation: str = "xla"
 
   @nn.compact
-  def __call__(self, x, mask, kv_lengths, deterministic: bool):
+  def __call__(self, x, mask, kv_lengths, deterministic: bool, first_token_only: bool = False):
+    """`[batch, L, E] -> [batch, L, E]`, or `[batch, 1, E]` (first token) if `first_token_only`."""
     cfg = self.config
     drop = nn.Dropout(cfg.hidden_dropout_prob)
     attended = SelfAttention(
       cfg, self.dtype, self.param_dtype, self.implementation, name="attention"
-    )(x, mask, kv_lengths, deterministic)
+    )(x, mask, kv_lengths, deterministic, first_token_only)
+    if first_token_only:
+      x = x[:, :1]
     x = layer_norm(cfg, self.dtype, self.param_dtype, "attention_norm")(
       x + drop(attended, deterministic=deterministic)
     )
@@ -230,7 +243,10 @@ class TransformerLayer(nn.Module):
 
 
 class Encoder(nn.Module):
-  """Embeddings and `num_hidden_layers` transformer layers; returns `[b, L, E]`."""
+  """Embeddings and `num_hidden_layers` transformer layers; returns `[b, L, E]`.
+
+  With `first_token_only=True` the last layer computes the first position only: `[b, 1, E]`.
+  """
 
   config: ModelConfig
   dtype: Dtype = jnp.float32
@@ -239,7 +255,9 @@ class Encoder(nn.Module):
   remat: bool = False
 
   @nn.compact
-  def __call__(self, input_ids, attention_mask, token_type_ids, deterministic: bool):
+  def __call__(
+    self, input_ids, attention_mask, token_type_ids, deterministic: bool, first_token_only=False
+  ):
     cfg = self.config
     length = input_ids.shape[1]
     offset = cfg.pad_token_id + 1 if cfg.model_type == "roberta" else 0
@@ -262,12 +280,15 @@ class Encoder(nn.Module):
       input_ids, token_type_ids, position_ids, deterministic
     )
     implementation = resolve_attention(self.attention, self.dtype, cfg.head_dim)
-    layer_cls = nn.remat(TransformerLayer, static_argnums=(4,)) if self.remat else TransformerLayer
+    layer_cls = TransformerLayer
+    if self.remat:
+      layer_cls = nn.remat(TransformerLayer, static_argnums=(4, 5))
     key_mask = mask[:, None, None, :]
     kv_lengths = mask.sum(axis=1, dtype=jnp.int32)
+    last = cfg.num_hidden_layers - 1
     for i in range(cfg.num_hidden_layers):
       x = layer_cls(cfg, self.dtype, self.param_dtype, implementation, name=f"layer_{i}")(
-        x, key_mask, kv_lengths, deterministic
+        x, key_mask, kv_lengths, deterministic, first_token_only and i == last
       )
     return x
 
@@ -278,6 +299,9 @@ class SequenceClassifier(nn.Module):
   `apply({"params": p}, input_ids, attention_mask, token_type_ids, deterministic=True)`
   returns float32 logits `[batch, num_labels]` (regression when num_labels == 1);
   with `return_hidden=True` it returns `(logits, last_hidden_states [batch, L, E])`.
+  Without it the last layer computes the first token only (the head reads nothing else):
+  the same logits for less work. In training the dropout masks of that layer then have the
+  first token's shape, so the draws differ from the full computation's (same distribution).
   """
 
   config: ModelConfig
@@ -299,7 +323,7 @@ class SequenceClassifier(nn.Module):
       attention_mask = jnp.ones_like(input_ids)
     hidden = Encoder(
       self.config, self.dtype, self.param_dtype, self.attention, self.remat, name="encoder"
-    )(input_ids, attention_mask, token_type_ids, deterministic)
+    )(input_ids, attention_mask, token_type_ids, deterministic, not return_hidden)
     head = heads.make_head(self.config, self.dtype, self.param_dtype, name="head")
     logits = head(hidden, deterministic=deterministic).astype(jnp.float32)
     return (logits, hidden) if return_hidden else logits
