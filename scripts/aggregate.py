@@ -24,7 +24,8 @@ import numpy as np
 from absl import app, flags
 from scipy import stats
 
-NOISE_METHODS = ("pats", "uniform", "inverse")
+from pats_jax.training import optimizers
+
 BASELINE = "plain"
 
 _WORKDIRS = flags.DEFINE_string(
@@ -51,12 +52,10 @@ def load_runs(root: pathlib.Path, *, which: str = "best") -> list[dict[str, Any]
       method = results["method"]
     except KeyError as error:
       raise ValueError(f"{path}: missing field {error}; is it a train.py results.json?") from None
-    if method in NOISE_METHODS and "pats" in config:
-      method = f"{method}@{config['pats']['noise_scale']:g}"
     runs.append(
       {
         "task": results["task"],
-        "method": method,
+        "method": optimizers.method_label(method, config),
         "seed": int(results["seed"]),
         "metric": metric,
         "score": float("nan") if score is None else float(score),

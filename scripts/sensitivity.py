@@ -20,6 +20,8 @@ import pathlib
 import numpy as np
 from absl import app, flags
 
+from pats_jax.training import optimizers
+
 _WORKDIRS = flags.DEFINE_string("workdirs", None, "Folder searched for run folders.", required=True)
 _OUT = flags.DEFINE_string("out", "results/sensitivity", "Output prefix (.json, .md, _<task>.png).")
 _EMBEDDINGS = flags.DEFINE_bool("include_embeddings", False, "Count the embedding tables too.")
@@ -106,6 +108,10 @@ def main(argv: list[str]) -> None:
     records.append(record)
     store.write_text(json.dumps(records) + "\n")
     print(f"{workdir}: {report.stats}", flush=True)
+  for record in records:  # One row per noise scale too, labelled as in aggregate.py.
+    config_path = pathlib.Path(record["workdir"]) / "config.json"
+    config = json.loads(config_path.read_text()) if config_path.exists() else {}
+    record["method"] = optimizers.method_label(record["method"].split("@")[0], config)
   if not records:
     raise app.UsageError(f"no finished run (results.json + best/) below {_WORKDIRS.value}")
   out.with_suffix(".md").write_text(_table(records))

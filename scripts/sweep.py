@@ -23,8 +23,9 @@ from typing import Any
 from absl import app, flags
 from ml_collections import config_flags
 
+from pats_jax.training import optimizers
+
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
-NOISE_METHODS = ("pats", "uniform", "inverse")
 
 _SWEEP = config_flags.DEFINE_config_file(
   "sweep", None, "Sweep config file (configs/sweeps/*.py).", lock_config=True
@@ -53,7 +54,8 @@ def grid(sweep: Any) -> Iterator[Run]:
   """The runs of a sweep; noise scales multiply only the methods with PATS noise."""
   for task in sweep.tasks:
     for method in sweep.methods:
-      scales = sweep.noise_scales if method in NOISE_METHODS and sweep.noise_scales else (None,)
+      noisy = method in optimizers.PATS_VARIANTS and sweep.noise_scales
+      scales = sweep.noise_scales if noisy else (None,)
       for scale in scales:
         for seed in sweep.seeds:
           yield Run(task, method, int(seed), None if scale is None else float(scale))

@@ -148,3 +148,19 @@ def test_sweep_runs_then_skips_and_aggregates(tmp_path):
   assert result.returncode == 0, result.stderr[-2000:]
   assert "| plain |" in (tmp_path / "table.md").read_text()
   assert "pats@0.05" in (tmp_path / "table.md").read_text()
+  sensitivity = subprocess.run(
+    [
+      sys.executable,
+      str(REPO_ROOT / "scripts/sensitivity.py"),
+      f"--workdirs={root}",
+      f"--out={tmp_path / 'sens'}",
+    ],
+    capture_output=True,
+    text=True,
+    env=cache_env(),
+    timeout=600,
+  )
+  assert sensitivity.returncode == 0, sensitivity.stderr[-2000:]
+  table = (tmp_path / "sens.md").read_text()
+  assert "| rte | pats@0.05 | 1 |" in table and "| rte | plain | 1 |" in table
+  assert (tmp_path / "sens_rte.png").stat().st_size > 0

@@ -23,7 +23,7 @@ skips non-finite updates; `grad_accum_steps > 1` wraps all in `optax.MultiSteps`
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import jax
@@ -38,6 +38,17 @@ PATS_VARIANTS = {
   "uniform": {"normalize": "none"},
   "inverse": {"direction": "inverse"},
 }
+
+
+def method_label(method: str, config: Mapping[str, Any]) -> str:
+  """`method`, or `method@<noise scale>` (e.g. `pats@0.02`) for the methods with PATS noise.
+
+  `config` is a run's config (a ConfigDict or its `config.json` as a dict); tables and plots
+  of sweeps use this label so that each noise scale gets its own row.
+  """
+  if method in PATS_VARIANTS and "pats" in config:
+    return f"{method}@{config['pats']['noise_scale']:g}"
+  return method
 
 
 @dataclasses.dataclass(frozen=True)
