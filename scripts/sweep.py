@@ -26,6 +26,7 @@ from ml_collections import config_flags
 from pats_jax.training import optimizers
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO_ROOT))  # Sweep files import `configs.*`, as train.py's configs do.
 
 _SWEEP = config_flags.DEFINE_config_file(
   "sweep", None, "Sweep config file (configs/sweeps/*.py).", lock_config=True
@@ -51,14 +52,21 @@ class Run:
 
 
 def grid(sweep: Any) -> Iterator[Run]:
-  """The runs of a sweep; noise scales multiply only the methods with PATS noise."""
-  for task in sweep.tasks:
-    for method in sweep.methods:
-      noisy = method in optimizers.PATS_VARIANTS and sweep.noise_scales
-      scales = sweep.noise_scales if noisy else (None,)
-      for scale in scales:
-        for seed in sweep.seeds:
-          yield Run(task, method, int(seed), None if scale is None else float(scale))
+  """The runs of a sweep; noise scales multiply only the methods with PATS noise.
+
+  Order: task, method, noise scale, seed (innermost); with `sweep.seed_major = True` the
+  seed is outermost instead, so a sweep stopped early has every cell at the same depth
+  (the first seeds of every task and method) and paired differences for all of them.
+  """
+  seeds = [int(seed) for seed in sweep.seeds]
+  for seed_group in [[seed] for seed in seeds] if sweep.get("seed_major") else [seeds]:
+    for task in sweep.tasks:
+      for method in sweep.methods:
+        noisy = method in optimizers.PATS_VARIANTS and sweep.noise_scales
+        scales = sweep.noise_scales if noisy else (None,)
+        for scale in scales:
+          for seed in seed_group:
+            yield Run(task, method, seed, None if scale is None else float(scale))
 
 
 def _flatten(tree: Any, prefix: str = "") -> Iterator[tuple[str, Any]]:

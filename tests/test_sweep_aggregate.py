@@ -39,6 +39,40 @@ def test_grid_multiplies_noise_scales_for_noise_methods_only():
   assert len({run.name for run in runs}) == len(runs)
   assert {run.noise_scale for run in runs if run.method == "plain"} == {None}
   assert "rte/pats_ns0.05/seed2" in {run.name for run in runs}
+  assert [run.seed for run in runs[:3]] == [0, 1, 2]  # task-major: seeds innermost
+  with config.unlocked():
+    config.seed_major = True
+  seed_major = list(sweep.grid(config))
+  assert sorted(run.name for run in seed_major) == sorted(run.name for run in runs)
+  assert {run.seed for run in seed_major[:10]} == {0}
+  assert {run.task for run in seed_major[:10]} == {"rte", "mrpc"}
+
+
+STUDY_SWEEPS = {
+  "minilm_tune.py": (16, {"mrpc", "cola"}),
+  "minilm_core.py:0.03": (50, {"rte", "mrpc", "stsb", "cola", "wnli"}),
+  "minilm_baselines.py:0.03": (48, {"rte", "mrpc", "stsb", "cola"}),
+  "minilm_sst2.py:0.03": (6, {"sst2"}),
+}
+
+
+@pytest.mark.parametrize("name", sorted(STUDY_SWEEPS))
+def test_study_sweeps_load_and_pair_with_the_same_plain_runs(name):
+  path, _, arg = name.partition(":")
+  config = testing.load_config(REPO_ROOT / "configs/sweeps" / path, arg or None)
+  runs = list(sweep.grid(config))
+  size, tasks = STUDY_SWEEPS[name]
+  assert len(runs) == size and {run.task for run in runs} == tasks
+  assert config.config == "configs/study_minilm.py"
+  if arg:  # The tuned scale names the PATS-noise workdirs, e.g. pats_ns0.03.
+    assert all(run.noise_scale == 0.03 for run in runs if run.noise_scale is not None)
+    assert config.seed_major and {run.seed for run in runs[: len(runs) // len(config.seeds)]} == {0}
+
+
+def test_study_sweeps_need_the_tuned_noise_scale():
+  for arg in (None, "x", "-1"):
+    with pytest.raises(ValueError, match=r"minilm_core.py:<lambda>"):
+      testing.load_config(REPO_ROOT / "configs/sweeps/minilm_core.py", arg)
 
 
 def test_commands_and_skipping_finished_runs(tmp_path, capsys):

@@ -1,0 +1,25 @@
+r"""Issue 6, step 3: the baselines on CoLA, MRPC, RTE, STS-B, 3 seeds (paired with core's plain).
+
+  python scripts/sweep.py --sweep configs/sweeps/minilm_baselines.py:<lambda> --root workdirs/study
+
+NoisyTune (noise once before training, λ = 0.15), sensitivity-blind noise (`uniform`: PATS
+with r = 1, the same noise scale), inverse PATS (`inverse`: more noise where sensitivity is
+low) and SAGE (its own lr, 2.5x, see `configs/glue.py`). `<lambda>` is the tuned PATS noise
+scale, also used by `uniform` and `inverse` so they differ from PATS in the allocation only.
+Seeds 0-2 here; extend `--sweep.seeds` to 5 when time allows (finished runs are skipped).
+"""
+
+from __future__ import annotations
+
+import ml_collections
+
+from configs.sweeps import minilm_core
+
+
+def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+  """Returns the baselines grid for the noise scale `arg`."""
+  sweep = minilm_core.get_config(arg)
+  sweep.methods = ("noisytune", "uniform", "inverse", "sage")
+  sweep.tasks = ("rte", "mrpc", "stsb", "cola")
+  sweep.seeds = (0, 1, 2)
+  return sweep
