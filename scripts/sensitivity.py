@@ -1,14 +1,17 @@
 r"""Sensitivity |θ·g| on the dev set of finished runs: distributions per method and task.
 
   python scripts/sensitivity.py --workdirs workdirs/study_tune --out results/sensitivity
+  python scripts/sensitivity.py --workdirs results/runs/study_tune --out results/sensitivity
 
-For every run folder below `--workdirs` (a folder with results.json and best/), computes the
-dev-set sensitivity of the best checkpoint's weight matrices (`pats_jax.analysis`), then
-writes `<out>.json` (per run: task, method, seed, Gini, top-1%/10% shares, histogram),
-`<out>.md` (mean ± std of the concentration statistics per task and method, with the run's
-final dev score beside them) and one plot per task, `<out>_<task>.png`: the density of
-log10(s) per method (log-scale x axis), the Gini coefficient in the legend.
-Runs already measured (listed in an existing `<out>.json`) are not recomputed.
+For every run folder below `--workdirs` (a folder with results.json), reads the run's
+`sensitivity.json`, or computes it from the best checkpoint (`best/`) and writes it there:
+the dev-set sensitivity of the weight matrices (`pats_jax.analysis`: Gini, top-1%/10%
+shares, histogram of log10(s)). The per-run file is what outlives the checkpoint: the sweep
+writes it as soon as a run finishes and archives it with results.json (`sweep.py
+--archive`). With `--out`, then writes `<out>.json` (all runs), `<out>.md` (mean ± std of
+the concentration statistics per task and method, with the final dev score beside them) and
+one plot per task, `<out>_<task>.png`: the density of log10(s) per method (log-scale x
+axis), the Gini coefficient in the legend. With `--out=` only the per-run files are written.
 """
 
 from __future__ import annotations
@@ -23,14 +26,52 @@ from absl import app, flags
 from pats_jax.training import optimizers
 
 _WORKDIRS = flags.DEFINE_string("workdirs", None, "Folder searched for run folders.", required=True)
-_OUT = flags.DEFINE_string("out", "results/sensitivity", "Output prefix (.json, .md, _<task>.png).")
+_OUT = flags.DEFINE_string(
+  "out", "results/sensitivity", "Output prefix (.json, .md, _<task>.png); empty: per-run only."
+)
 _EMBEDDINGS = flags.DEFINE_bool("include_embeddings", False, "Count the embedding tables too.")
 
 
-def _runs(root: pathlib.Path) -> list[pathlib.Path]:
+RUN_FILE = "sensitivity.json"
+
+
+def _run_folders(root: pathlib.Path) -> list[pathlib.Path]:
+  """Finished runs below `root` whose sensitivity is known or can be computed."""
   return sorted(
-    path.parent for path in root.rglob("results.json") if (path.parent / "best").is_dir()
+    path.parent
+    for path in root.rglob("results.json")
+    if (path.parent / RUN_FILE).exists() or (path.parent / "best").is_dir()
   )
+
+
+def run_record(workdir: pathlib.Path, *, include_embeddings: bool) -> dict:
+  """The run's sensitivity record, read from `sensitivity.json` or computed and written there.
+
+  Raises:
+    ValueError: the stored record was measured with the other `include_embeddings` and the
+      best checkpoint it would be recomputed from is gone.
+  """
+  from pats_jax import analysis
+  from pats_jax.training import writers
+
+  path = workdir / RUN_FILE
+  if path.exists():
+    record = json.loads(path.read_text())
+    if record.get("include_embeddings") == include_embeddings:
+      return record
+    if not (workdir / "best").is_dir():
+      raise ValueError(
+        f"{path} was measured with include_embeddings={record.get('include_embeddings')} "
+        f"and {workdir / 'best'} is gone; run without --include_embeddings={include_embeddings}"
+      )
+  report = analysis.workdir_sensitivity(workdir, include_embeddings=include_embeddings)
+  record = report.to_json() | {
+    "final_score": _final_score(workdir),
+    "include_embeddings": include_embeddings,
+  }
+  writers.write_json(path, record)
+  print(f"{workdir}: {report.stats}", flush=True)
+  return record
 
 
 def _final_score(workdir: pathlib.Path) -> float:
@@ -93,27 +134,25 @@ def _table(records: list[dict]) -> str:
 def main(argv: list[str]) -> None:
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-  from pats_jax import analysis
-
+  folders = _run_folders(pathlib.Path(_WORKDIRS.value))
+  if not folders:
+    raise app.UsageError(
+      f"no finished run (results.json with {RUN_FILE} or best/) below {_WORKDIRS.value}"
+    )
+  records = []
+  for workdir in folders:
+    record = run_record(workdir, include_embeddings=_EMBEDDINGS.value)
+    # One row per noise scale too, labelled as in aggregate.py; `workdir` is where it is now.
+    config = json.loads((workdir / "config.json").read_text())
+    records.append(
+      record
+      | {"workdir": str(workdir), "method": optimizers.method_label(config["method"], config)}
+    )
+  if not _OUT.value:
+    return
   out = pathlib.Path(_OUT.value)
   out.parent.mkdir(parents=True, exist_ok=True)
-  store = out.with_suffix(".json")
-  records = json.loads(store.read_text()) if store.exists() else []
-  done = {record["workdir"] for record in records}
-  for workdir in _runs(pathlib.Path(_WORKDIRS.value)):
-    if str(workdir) in done:
-      continue
-    report = analysis.workdir_sensitivity(workdir, include_embeddings=_EMBEDDINGS.value)
-    record = report.to_json() | {"final_score": _final_score(workdir)}
-    records.append(record)
-    store.write_text(json.dumps(records) + "\n")
-    print(f"{workdir}: {report.stats}", flush=True)
-  for record in records:  # One row per noise scale too, labelled as in aggregate.py.
-    config_path = pathlib.Path(record["workdir"]) / "config.json"
-    config = json.loads(config_path.read_text()) if config_path.exists() else {}
-    record["method"] = optimizers.method_label(record["method"].split("@")[0], config)
-  if not records:
-    raise app.UsageError(f"no finished run (results.json + best/) below {_WORKDIRS.value}")
+  out.with_suffix(".json").write_text(json.dumps(records) + "\n")
   out.with_suffix(".md").write_text(_table(records))
   for task in sorted({record["task"] for record in records}):
     _plot(task, [r for r in records if r["task"] == task], out.parent / f"{out.name}_{task}.png")

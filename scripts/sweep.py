@@ -8,11 +8,20 @@ Each run is `python train.py --config <sweep.config>:task=..,method=..,model=..,
 [--config.<override>=..]`, its output in the workdir's `train.log`. A run whose workdir holds
 results.json is skipped; an interrupted one resumes from its checkpoint, so the sweep can be
 stopped and started again at will.
+
+With `sweep.sensitivity = True`, a finished run's dev-set sensitivity is measured at once
+(`scripts/sensitivity.py`, into the workdir's `sensitivity.json`), before its checkpoints go.
+With `--archive DIR`, a finished run's small files (`ARCHIVED`) are copied to `DIR/<run>/`,
+and a run found there counts as finished: commit the archive, and a study survives the loss
+of its workdirs (`scripts/aggregate.py` and `scripts/sensitivity.py` read it like a root).
+Child runs share a persistent XLA compilation cache (`--compilation_cache`): every run of
+a grid compiles the same shapes.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import os
 import pathlib
 import shutil
 import subprocess
@@ -33,6 +42,17 @@ _SWEEP = config_flags.DEFINE_config_file(
 )
 _ROOT = flags.DEFINE_string("root", "workdirs/sweep", "Folder holding one workdir per run.")
 _DRY_RUN = flags.DEFINE_bool("dry_run", False, "Print the commands of the pending runs only.")
+_ARCHIVE = flags.DEFINE_string(
+  "archive", "", "Folder that keeps each finished run's small files (e.g. results/runs/<name>)."
+)
+_CACHE = flags.DEFINE_string(
+  "compilation_cache",
+  "<root>/.xla_cache",
+  "JAX persistent compilation cache of the child runs; empty: none. An inherited "
+  "JAX_COMPILATION_CACHE_DIR wins.",
+)
+
+ARCHIVED = ("config.json", "results.json", "metrics.jsonl", "sensitivity.json")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -96,25 +116,77 @@ def command(sweep: Any, run: Run, workdir: pathlib.Path) -> list[str]:
   return args
 
 
-def run_sweep(sweep: Any, root: pathlib.Path, *, dry_run: bool = False) -> dict[str, list[str]]:
+def child_env(cache_dir: str) -> dict[str, str]:
+  """The child runs' environment: ours, plus the persistent compilation cache if asked for."""
+  env = dict(os.environ)
+  if cache_dir and "JAX_COMPILATION_CACHE_DIR" not in env:
+    env["JAX_COMPILATION_CACHE_DIR"] = cache_dir
+  return env
+
+
+def finish(sweep: Any, workdir: pathlib.Path, archive: pathlib.Path | None, env: dict) -> bool:
+  """After-run steps of a finished run, each skipped if already done; False if one failed.
+
+  Measures the dev sensitivity (`sweep.sensitivity`) while `best/` exists, prunes
+  `checkpoints/` (`sweep.prune_checkpoints`), then copies `ARCHIVED` to `archive`.
+  """
+  if sweep.get("sensitivity", False) and not (workdir / "sensitivity.json").exists():
+    args = [sys.executable, str(REPO_ROOT / "scripts/sensitivity.py"), f"--workdirs={workdir}"]
+    with open(workdir / "train.log", "a") as log:
+      code = subprocess.call(
+        [*args, "--out="], stdout=log, stderr=subprocess.STDOUT, cwd=REPO_ROOT, env=env
+      )
+    if code != 0:
+      print(f"[sweep] sensitivity of {workdir} failed; see its train.log", flush=True)
+      return False
+  if sweep.get("prune_checkpoints", False):
+    # A finished run is never resumed; its best/ checkpoint stays for the analysis.
+    shutil.rmtree(workdir / "checkpoints", ignore_errors=True)
+  if archive is not None:
+    archive.mkdir(parents=True, exist_ok=True)
+    for name in ARCHIVED:
+      if (workdir / name).exists():
+        shutil.copy2(workdir / name, archive / name)
+  return True
+
+
+def run_sweep(
+  sweep: Any,
+  root: pathlib.Path,
+  *,
+  dry_run: bool = False,
+  archive: pathlib.Path | None = None,
+  cache_dir: str = "",
+) -> dict[str, list[str]]:
   """Runs the pending runs of `sweep` one after the other.
 
   Args:
     sweep: the sweep config (`config`, `model`, `methods`, `tasks`, `seeds`, `noise_scales`,
       `overrides`, and optionally `prune_checkpoints`: delete a finished run's `checkpoints/`,
-      keeping `best/`, so a large grid fits on disk).
+      keeping `best/`, so a large grid fits on disk; `sensitivity`: measure a finished run's
+      dev sensitivity; `seed_major`: see `grid`).
     root: the folder of the runs' workdirs.
     dry_run: print the commands instead of running them.
+    archive: folder that receives each finished run's `ARCHIVED` files under its name; a
+      run archived there is finished.
+    cache_dir: the child runs' persistent compilation cache ("" for none).
 
   Returns:
-    Run names by outcome: "skipped" (results.json present), "done", "failed", "pending"
-    (dry run).
+    Run names by outcome: "skipped" (results.json in the workdir or the archive), "done",
+    "failed", "pending" (dry run).
   """
   outcome: dict[str, list[str]] = {"skipped": [], "done": [], "failed": [], "pending": []}
+  env = child_env(cache_dir)
   for run in grid(sweep):
     workdir = root / run.name
-    if (workdir / "results.json").exists():
+    archived = None if archive is None else archive / run.name
+    if archived is not None and (archived / "results.json").exists():
       outcome["skipped"].append(run.name)
+      continue
+    if (workdir / "results.json").exists():
+      # Finished earlier; the after-run steps may not have been (a sweep stopped between).
+      done = dry_run or finish(sweep, workdir, archived, env)
+      outcome["skipped" if done else "failed"].append(run.name)
       continue
     args = command(sweep, run, workdir)
     if dry_run:
@@ -124,12 +196,10 @@ def run_sweep(sweep: Any, root: pathlib.Path, *, dry_run: bool = False) -> dict[
     workdir.mkdir(parents=True, exist_ok=True)
     print(f"[sweep] {run.name}", flush=True)
     with open(workdir / "train.log", "a") as log:
-      code = subprocess.call(args, stdout=log, stderr=subprocess.STDOUT, cwd=REPO_ROOT)
+      code = subprocess.call(args, stdout=log, stderr=subprocess.STDOUT, cwd=REPO_ROOT, env=env)
     if code == 0 and (workdir / "results.json").exists():
-      outcome["done"].append(run.name)
-      if sweep.get("prune_checkpoints", False):
-        # A finished run is never resumed; its best/ checkpoint stays for the analysis.
-        shutil.rmtree(workdir / "checkpoints", ignore_errors=True)
+      finished = finish(sweep, workdir, archived, env)
+      outcome["done" if finished else "failed"].append(run.name)
     else:
       outcome["failed"].append(run.name)
       print(f"[sweep] {run.name} failed (exit {code}); see {workdir / 'train.log'}", flush=True)
@@ -141,7 +211,14 @@ def main(argv: list[str]) -> None:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   if _SWEEP.value is None:
     raise app.UsageError("--sweep is required, e.g. --sweep configs/sweeps/glue_small.py")
-  outcome = run_sweep(_SWEEP.value, pathlib.Path(_ROOT.value).absolute(), dry_run=_DRY_RUN.value)
+  root = pathlib.Path(_ROOT.value).absolute()
+  outcome = run_sweep(
+    _SWEEP.value,
+    root,
+    dry_run=_DRY_RUN.value,
+    archive=pathlib.Path(_ARCHIVE.value).absolute() if _ARCHIVE.value else None,
+    cache_dir=_CACHE.value.replace("<root>", str(root)),
+  )
   print("[sweep] " + ", ".join(f"{key}: {len(names)}" for key, names in outcome.items()))
   if outcome["failed"]:
     sys.exit(1)

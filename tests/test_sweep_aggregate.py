@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import shutil
 import subprocess
 import sys
 
@@ -156,13 +157,14 @@ def test_aggregate_rejects_foreign_results(tmp_path):
 
 
 @pytest.mark.slow
-def test_sweep_runs_then_skips_and_aggregates(tmp_path):
-  root, out = tmp_path / "runs", tmp_path / "table"
+def test_sweep_runs_archives_then_skips_and_aggregates(tmp_path):
+  root, archive, out = tmp_path / "runs", tmp_path / "archive", tmp_path / "table"
   command = [
     sys.executable,
     str(REPO_ROOT / "scripts/sweep.py"),
     f"--sweep={REPO_ROOT / 'configs/sweeps/tiny.py'}",
     f"--root={root}",
+    f"--archive={archive}",
     "--sweep.seeds=(0,)",
   ]
   first = subprocess.run(command, env=cache_env(), capture_output=True, text=True, timeout=900)
@@ -170,10 +172,24 @@ def test_sweep_runs_then_skips_and_aggregates(tmp_path):
   assert "done: 2" in first.stdout
   assert not list(root.rglob("checkpoints")), "prune_checkpoints left checkpoints/ behind"
   assert len(list(root.rglob("best"))) == 2
+  for name in ("rte/plain/seed0", "rte/pats_ns0.05/seed0"):
+    stored = sorted(path.name for path in (archive / name).iterdir())
+    assert stored == ["config.json", "metrics.jsonl", "results.json", "sensitivity.json"], name
+    assert (root / name / "sensitivity.json").read_text() == (
+      archive / name / "sensitivity.json"
+    ).read_text()
+  # The workdirs are lost (a new machine); the archive alone says the grid is finished.
+  shutil.rmtree(root)
   second = subprocess.run(command, env=cache_env(), capture_output=True, text=True, timeout=300)
-  assert "skipped: 2" in second.stdout and "done: 0" in second.stdout
+  assert "skipped: 2" in second.stdout and "done: 0" in second.stdout, second.stdout
+  assert not root.exists() or not list(root.rglob("results.json"))
   result = subprocess.run(
-    [sys.executable, str(REPO_ROOT / "scripts/aggregate.py"), f"--workdirs={root}", f"--out={out}"],
+    [
+      sys.executable,
+      str(REPO_ROOT / "scripts/aggregate.py"),
+      f"--workdirs={archive}",
+      f"--out={out}",
+    ],
     capture_output=True,
     text=True,
     env=cache_env(),
@@ -182,11 +198,12 @@ def test_sweep_runs_then_skips_and_aggregates(tmp_path):
   assert result.returncode == 0, result.stderr[-2000:]
   assert "| plain |" in (tmp_path / "table.md").read_text()
   assert "pats@0.05" in (tmp_path / "table.md").read_text()
+  # The sensitivity tables and plots come from the archived per-run files (no checkpoint).
   sensitivity = subprocess.run(
     [
       sys.executable,
       str(REPO_ROOT / "scripts/sensitivity.py"),
-      f"--workdirs={root}",
+      f"--workdirs={archive}",
       f"--out={tmp_path / 'sens'}",
     ],
     capture_output=True,
@@ -198,3 +215,18 @@ def test_sweep_runs_then_skips_and_aggregates(tmp_path):
   table = (tmp_path / "sens.md").read_text()
   assert "| rte | pats@0.05 | 1 |" in table and "| rte | plain | 1 |" in table
   assert (tmp_path / "sens_rte.png").stat().st_size > 0
+  # Asking for a measurement the archive cannot redo is a clear error, not a silent mix.
+  other = subprocess.run(
+    [
+      sys.executable,
+      str(REPO_ROOT / "scripts/sensitivity.py"),
+      f"--workdirs={archive}",
+      "--include_embeddings",
+      "--out=",
+    ],
+    capture_output=True,
+    text=True,
+    env=cache_env(),
+    timeout=300,
+  )
+  assert other.returncode != 0 and "include_embeddings=False" in other.stderr

@@ -1,7 +1,8 @@
 r"""Issue 6, step 2: plain vs PATS on CoLA, MRPC, RTE, STS-B (and WNLI, reported only), 5 seeds.
 
-  python scripts/sweep.py --sweep configs/sweeps/minilm_core.py:<lambda> --root workdirs/study
-  python scripts/aggregate.py --workdirs workdirs/study --which final --out results/study
+  python scripts/sweep.py --sweep configs/sweeps/minilm_core.py:<lambda> --root workdirs/study \
+      --archive results/runs/study
+  python scripts/aggregate.py --workdirs results/runs/study --which final --out results/study
 
 `<lambda>` is PATS's peak noise scale chosen on the tuning grid (`minilm_tune.py`;
 `results/GLUE_MINILM.md` records the choice). The protocol is `configs/study_minilm.py`.
@@ -41,4 +42,5 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   sweep.seed_major = True
   sweep.overrides = ml_collections.ConfigDict({"progress_bar": False})
   sweep.prune_checkpoints = True
+  sweep.sensitivity = True  # Dev sensitivity of each finished run (its sensitivity.json).
   return sweep

@@ -1,6 +1,7 @@
 r"""Issue 6, step 4: SST-2 (67k examples), plain vs PATS, 1 epoch, 3 seeds.
 
-  python scripts/sweep.py --sweep configs/sweeps/minilm_sst2.py:<lambda> --root workdirs/study
+  python scripts/sweep.py --sweep configs/sweeps/minilm_sst2.py:<lambda> --root workdirs/study \
+      --archive results/runs/study
 
 One epoch (`configs/study_minilm.py` sets it for SST-2; the HF example uses 3): about 2,100
 steps of batch 32, ~20 times an MRPC run on the 2-core CPU. `<lambda>` as in `minilm_core.py`.

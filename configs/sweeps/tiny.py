@@ -22,4 +22,5 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     {"max_steps": 2, "eval_every_steps": 0, "write_test_predictions": False, "mesh": {"data": 1}}
   )
   sweep.prune_checkpoints = True  # Keep best/ only once a run has finished.
+  sweep.sensitivity = True  # Dev sensitivity of each finished run (its sensitivity.json).
   return sweep
