@@ -30,8 +30,9 @@ from pats_jax.data import tasks as tasks_lib
 from pats_jax.data.tasks import TaskSpec
 
 
-def _as_arrays(spec: TaskSpec, predictions: object, labels: object
-               ) -> tuple[np.ndarray, np.ndarray]:
+def _as_arrays(
+  spec: TaskSpec, predictions: object, labels: object
+) -> tuple[np.ndarray, np.ndarray]:
   preds = np.asarray(predictions)
   gold = np.asarray(labels)
   if spec.is_regression:
@@ -44,15 +45,18 @@ def _as_arrays(spec: TaskSpec, predictions: object, labels: object
     if preds.dtype.kind == "f" and not np.all(preds == np.round(preds)):
       raise ValueError(
         f"{spec.name}: predictions must be class ids (or [n, num_labels] logits), got "
-        "non-integer floats")
+        "non-integer floats"
+      )
     preds = preds.astype(np.int64)
     gold = gold.astype(np.int64)
     if np.any(gold < 0):
       raise ValueError(
-        f"{spec.name}: labels hold -1 (an unlabelled test split); metrics need labels")
+        f"{spec.name}: labels hold -1 (an unlabelled test split); metrics need labels"
+      )
   if preds.ndim != 1 or preds.shape != gold.shape:
     raise ValueError(
-      f"{spec.name}: predictions {preds.shape} and labels {gold.shape} must be equal 1-D shapes")
+      f"{spec.name}: predictions {preds.shape} and labels {gold.shape} must be equal 1-D shapes"
+    )
   if preds.shape[0] == 0:
     raise ValueError(f"{spec.name}: no examples to score")
   return preds, gold
@@ -88,8 +92,7 @@ def glue_metrics(task: str | TaskSpec, predictions: object, labels: object) -> d
   if spec.is_regression:
     pearson = _correlation(scipy.stats.pearsonr, preds, gold)
     spearman = _correlation(scipy.stats.spearmanr, preds, gold)
-    return {"pearson": pearson, "spearmanr": spearman,
-            "combined_score": (pearson + spearman) / 2}
+    return {"pearson": pearson, "spearmanr": spearman, "combined_score": (pearson + spearman) / 2}
   if glue and spec.name in ("cola", "ax"):
     return {"matthews_correlation": float(skm.matthews_corrcoef(gold, preds))}
   accuracy = float(skm.accuracy_score(gold, preds))
@@ -99,10 +102,18 @@ def glue_metrics(task: str | TaskSpec, predictions: object, labels: object) -> d
   if glue:
     return {"accuracy": accuracy}
   if spec.num_labels == 2:
-    return {"accuracy": accuracy,
-            "f1": float(skm.f1_score(gold, preds, average="binary", zero_division=0))}
-  return {"accuracy": accuracy, "macro_f1": float(skm.f1_score(
-    gold, preds, labels=list(range(spec.num_labels)), average="macro", zero_division=0))}
+    return {
+      "accuracy": accuracy,
+      "f1": float(skm.f1_score(gold, preds, average="binary", zero_division=0)),
+    }
+  return {
+    "accuracy": accuracy,
+    "macro_f1": float(
+      skm.f1_score(
+        gold, preds, labels=list(range(spec.num_labels)), average="macro", zero_division=0
+      )
+    ),
+  }
 
 
 def _require(task: str, metrics: Mapping[str, float], *keys: str) -> list[float]:

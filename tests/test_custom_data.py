@@ -19,8 +19,11 @@ def _write(folder: pathlib.Path, name: str, text: str | bytes) -> pathlib.Path:
 
 
 def test_csv_string_labels_with_quoting(tmp_path):
-  path = _write(tmp_path, "reviews.csv",
-                'review,stars,extra\n"Great, really",good,x\nmeh,bad,y\n"He said ""no""",good,z\n')
+  path = _write(
+    tmp_path,
+    "reviews.csv",
+    'review,stars,extra\n"Great, really",good,x\nmeh,bad,y\n"He said ""no""",good,z\n',
+  )
   dataset, spec = data.load_custom(path, text_column="review", label_column="stars")
   assert spec.name == "reviews" and spec.label_names == ("bad", "good")  # Sorted.
   assert spec.num_labels == 2 and spec.text_keys == ("review", None)
@@ -29,36 +32,47 @@ def test_csv_string_labels_with_quoting(tmp_path):
   assert dataset["label"][:] == [1, 0, 1]
   assert dataset.features["label"].names == ["bad", "good"]
   assert metrics.glue_metrics(spec, [1, 0, 0], dataset["label"][:])["accuracy"] == (
-    pytest.approx(2 / 3))
+    pytest.approx(2 / 3)
+  )
 
 
 def test_tsv_pairs_with_integer_labels_sorted_numerically(tmp_path):
-  path = _write(tmp_path, "pairs.tsv",
-                'q\tdoc\ty\nwhat "is"?\tthis\t10\nwho?\tme\t2\nwhy?\tno\t10\nhow?\tso\t-1\n')
-  dataset, spec = data.load_custom(path, text_column="q", text_pair_column="doc",
-                                   label_column="y", name="mine")
+  path = _write(
+    tmp_path,
+    "pairs.tsv",
+    'q\tdoc\ty\nwhat "is"?\tthis\t10\nwho?\tme\t2\nwhy?\tno\t10\nhow?\tso\t-1\n',
+  )
+  dataset, spec = data.load_custom(
+    path, text_column="q", text_pair_column="doc", label_column="y", name="mine"
+  )
   assert spec.label_names == ("-1", "2", "10") and spec.is_pair and spec.name == "mine"
   assert dataset["label"][:] == [2, 1, 2, 0]
   assert dataset["q"][:] == ['what "is"?', "who?", "why?", "how?"]  # No quoting in TSV.
 
 
 def test_jsonl_with_given_label_names_and_ids(tmp_path):
-  rows = [{"text": "a", "label": "neutral"}, {"text": "b", "label": 2},
-          {"text": "c", "label": "entailment"}]
+  rows = [
+    {"text": "a", "label": "neutral"},
+    {"text": "b", "label": 2},
+    {"text": "c", "label": "entailment"},
+  ]
   path = _write(tmp_path, "nli.jsonl", "\n".join(json.dumps(r) for r in rows) + "\n\n")
   names = ["entailment", "neutral", "contradiction"]
-  dataset, spec = data.load_custom(path, text_column="text", label_column="label",
-                                   label_names=names, split="validation")
+  dataset, spec = data.load_custom(
+    path, text_column="text", label_column="label", label_names=names, split="validation"
+  )
   assert spec.label_names == tuple(names)
   assert dataset["label"][:] == [1, 2, 0]
   assert dataset.split == datasets.NamedSplit("validation")
 
 
 def test_regression(tmp_path):
-  path = _write(tmp_path, "scores.jsonl",
-                '{"a": "x", "b": "y", "s": 0.5}\n{"a": "z", "b": "w", "s": "4.25"}\n')
-  dataset, spec = data.load_custom(path, text_column="a", text_pair_column="b",
-                                   label_column="s", task_type="regression")
+  path = _write(
+    tmp_path, "scores.jsonl", '{"a": "x", "b": "y", "s": 0.5}\n{"a": "z", "b": "w", "s": "4.25"}\n'
+  )
+  dataset, spec = data.load_custom(
+    path, text_column="a", text_pair_column="b", label_column="s", task_type="regression"
+  )
   assert spec.is_regression and spec.label_names is None
   assert spec.best_metric == "combined_score"
   assert dataset.features["label"].dtype == "float32"
@@ -67,8 +81,9 @@ def test_regression(tmp_path):
 
 def test_unlabelled_prediction_file(tmp_path):
   path = _write(tmp_path, "test.csv", "text\nhello\nworld\n")
-  dataset, spec = data.load_custom(path, text_column="text", label_column=None,
-                                   label_names=["neg", "pos"])
+  dataset, spec = data.load_custom(
+    path, text_column="text", label_column=None, label_names=["neg", "pos"]
+  )
   assert dataset["label"][:] == [-1, -1] and spec.label_names == ("neg", "pos")
   with pytest.raises(ValueError, match="needs label_names"):
     data.load_custom(path, text_column="text", label_column=None)

@@ -21,10 +21,12 @@ def _write(root: pathlib.Path, relative: str, content: bytes | str) -> pathlib.P
 
 
 def test_wrong_column_count_names_file_and_line(tmp_path):
-  _write(tmp_path, "RTE/dev.tsv",
-         f"{RTE_HEADER}\n0\ta\tb\tentailment\n1\ta b\tentailment\n")
-  with pytest.raises(ValueError, match=r"RTE/dev\.tsv, line 3: expected 4 tab-separated "
-                                       r"columns \(as in the header\), found 3"):
+  _write(tmp_path, "RTE/dev.tsv", f"{RTE_HEADER}\n0\ta\tb\tentailment\n1\ta b\tentailment\n")
+  with pytest.raises(
+    ValueError,
+    match=r"RTE/dev\.tsv, line 3: expected 4 tab-separated "
+    r"columns \(as in the header\), found 3",
+  ):
     data.load_glue("rte", "dev", source="local", data_dir=tmp_path)
 
 
@@ -35,16 +37,22 @@ def test_wrong_column_count_in_headerless_cola(tmp_path):
 
 
 def test_non_utf8_bytes(tmp_path):
-  _write(tmp_path, "RTE/dev.tsv",
-         f"{RTE_HEADER}\n0\ta\tb\tentailment\n1\tcaf\xe9\tb\tentailment\n".encode("latin-1"))
+  _write(
+    tmp_path,
+    "RTE/dev.tsv",
+    f"{RTE_HEADER}\n0\ta\tb\tentailment\n1\tcaf\xe9\tb\tentailment\n".encode("latin-1"),
+  )
   with pytest.raises(ValueError, match=r"RTE/dev\.tsv: line 3, column 6 .*not valid UTF-8"):
     data.load_glue("rte", "dev", data_dir=tmp_path)
 
 
 def test_empty_split(tmp_path):
   _write(tmp_path, "RTE/dev.tsv", f"{RTE_HEADER}\n")
-  with pytest.raises(ValueError, match=r"RTE/dev\.tsv: split 'validation' of task 'rte' has "
-                                       "no rows"):
+  with pytest.raises(
+    ValueError,
+    match=r"RTE/dev\.tsv: split 'validation' of task 'rte' has "
+    "no rows",
+  ):
     data.load_glue("rte", "dev", data_dir=tmp_path)
   _write(tmp_path, "RTE/train.tsv", "")
   with pytest.raises(ValueError, match=r"RTE/train\.tsv: the file is empty"):
@@ -61,15 +69,21 @@ def test_missing_file(tmp_path):
 
 def test_unknown_labels(tmp_path):
   _write(tmp_path, "RTE/dev.tsv", f"{RTE_HEADER}\n0\ta\tb\tentailment\n1\ta\tb\tmaybe\n")
-  with pytest.raises(ValueError, match=r"line 3: unknown label 'maybe' for task 'rte'; "
-                                       r"expected one of \['entailment', 'not_entailment'\]"):
+  with pytest.raises(
+    ValueError,
+    match=r"line 3: unknown label 'maybe' for task 'rte'; "
+    r"expected one of \['entailment', 'not_entailment'\]",
+  ):
     data.load_glue("rte", "dev", data_dir=tmp_path)
   _write(tmp_path, "SST-2/dev.tsv", "sentence\tlabel\ngood\t1\nbad\t2\n")
   with pytest.raises(ValueError, match=r"SST-2/dev\.tsv, line 3: unknown label '2'"):
     data.load_glue("sst2", "dev", data_dir=tmp_path)
-  _write(tmp_path, "STS-B/dev.tsv",
-         "index\tgenre\tfilename\tyear\told_index\tsource1\tsource2\tsentence1\tsentence2\tscore\n"
-         "0\tg\tf\ty\to\ts\ts\ta\tb\tfive\n")
+  _write(
+    tmp_path,
+    "STS-B/dev.tsv",
+    "index\tgenre\tfilename\tyear\told_index\tsource1\tsource2\tsentence1\tsentence2\tscore\n"
+    "0\tg\tf\ty\to\ts\ts\ta\tb\tfive\n",
+  )
   with pytest.raises(ValueError, match="line 2: label 'five' of task 'stsb' is not a number"):
     data.load_glue("stsb", "dev", data_dir=tmp_path)
 
@@ -98,10 +112,15 @@ def test_hub_data_with_other_class_names_or_fields():
   spec = data.get_task("rte")
   other = datasets.Dataset.from_dict(
     {"sentence1": ["a"], "sentence2": ["b"], "label": [0], "idx": [0]},
-    features=datasets.Features({
-      "sentence1": datasets.Value("string"), "sentence2": datasets.Value("string"),
-      "label": datasets.ClassLabel(names=["not_entailment", "entailment"]),
-      "idx": datasets.Value("int32")}))
+    features=datasets.Features(
+      {
+        "sentence1": datasets.Value("string"),
+        "sentence2": datasets.Value("string"),
+        "label": datasets.ClassLabel(names=["not_entailment", "entailment"]),
+        "idx": datasets.Value("int32"),
+      }
+    ),
+  )
   with pytest.raises(ValueError, match=r"class names .* differ"):
     hub.from_hub_dataset(spec, "validation", other, origin="x")
   renamed = datasets.Dataset.from_dict({"premise": ["a"], "hypothesis": ["b"], "label": [0]})

@@ -14,12 +14,24 @@ from pats_jax.data import local
 
 # Official GLUE row counts (GLUE paper, Table 1, and the task READMEs; see SOURCES.md).
 OFFICIAL_ROWS = {
-  ("cola", "train"): 8551, ("cola", "validation"): 1043, ("cola", "test"): 1063,
-  ("sst2", "train"): 67349, ("sst2", "validation"): 872, ("sst2", "test"): 1821,
-  ("mrpc", "train"): 3668, ("mrpc", "validation"): 408, ("mrpc", "test"): 1725,
-  ("rte", "train"): 2490, ("rte", "validation"): 277, ("rte", "test"): 3000,
-  ("stsb", "train"): 5749, ("stsb", "validation"): 1500, ("stsb", "test"): 1379,
-  ("wnli", "train"): 635, ("wnli", "validation"): 71, ("wnli", "test"): 146,
+  ("cola", "train"): 8551,
+  ("cola", "validation"): 1043,
+  ("cola", "test"): 1063,
+  ("sst2", "train"): 67349,
+  ("sst2", "validation"): 872,
+  ("sst2", "test"): 1821,
+  ("mrpc", "train"): 3668,
+  ("mrpc", "validation"): 408,
+  ("mrpc", "test"): 1725,
+  ("rte", "train"): 2490,
+  ("rte", "validation"): 277,
+  ("rte", "test"): 3000,
+  ("stsb", "train"): 5749,
+  ("stsb", "validation"): 1500,
+  ("stsb", "test"): 1379,
+  ("wnli", "train"): 635,
+  ("wnli", "validation"): 71,
+  ("wnli", "test"): 146,
   ("ax", "test"): 1104,
 }
 
@@ -37,7 +49,7 @@ RAW_COLUMNS = {
 
 def _raw_rows(path: pathlib.Path, header: bool) -> list[list[str]]:
   lines = path.read_text(encoding="utf-8").removeprefix("\ufeff").splitlines()
-  return [line.split("\t") for line in lines[1 if header else 0:]]
+  return [line.split("\t") for line in lines[1 if header else 0 :]]
 
 
 @pytest.mark.slow
@@ -132,32 +144,46 @@ def _write(path: pathlib.Path, lines: list[str], *, bom: bool = False) -> None:
 
 
 def test_qnli_qqp_mnli_synthetic_folder(tmp_path):
-  _write(tmp_path / "QNLI" / "dev.tsv", [
-    "index\tquestion\tsentence\tlabel",
-    '0\tWho "won"?\tThe team won.\tentailment',
-    "1\tWhen?\tNobody knows.\tnot_entailment",
-  ])
+  _write(
+    tmp_path / "QNLI" / "dev.tsv",
+    [
+      "index\tquestion\tsentence\tlabel",
+      '0\tWho "won"?\tThe team won.\tentailment',
+      "1\tWhen?\tNobody knows.\tnot_entailment",
+    ],
+  )
   _write(tmp_path / "QNLI" / "test.tsv", ["index\tquestion\tsentence", "0\tWhy?\tBecause."])
-  _write(tmp_path / "QQP" / "train.tsv", [
-    "id\tqid1\tqid2\tquestion1\tquestion2\tis_duplicate",
-    "7\t1\t2\tHow do I cook?\tHow can I cook?\t1",
-    "8\t3\t4\tWhat is AI?\tWho is Al?\t0",
-  ])
+  _write(
+    tmp_path / "QQP" / "train.tsv",
+    [
+      "id\tqid1\tqid2\tquestion1\tquestion2\tis_duplicate",
+      "7\t1\t2\tHow do I cook?\tHow can I cook?\t1",
+      "8\t3\t4\tWhat is AI?\tWho is Al?\t0",
+    ],
+  )
   _write(tmp_path / "QQP" / "test.tsv", ["id\tquestion1\tquestion2", "0\tA?\tB?"])
-  mnli_header = ("index\tpromptID\tpairID\tgenre\tsentence1_binary_parse\t"
-                 "sentence2_binary_parse\tsentence1_parse\tsentence2_parse\tsentence1\t"
-                 "sentence2\tlabel1\tlabel2\tlabel3\tlabel4\tlabel5\tgold_label")
-  _write(tmp_path / "MNLI" / "dev_mismatched.tsv", [
-    mnli_header,
-    "0\t1\t1n\tfiction\t(b)\t(b)\t(p)\t(p)\tA man sleeps.\tA man is awake.\t"
-    "contradiction\tcontradiction\tneutral\tcontradiction\tcontradiction\tcontradiction",
-    "1\t2\t2e\tletters\t(b)\t(b)\t(p)\t(p)\tIt rains.\tIt is wet.\t"
-    "entailment\tentailment\tentailment\tentailment\tentailment\tentailment",
-  ])
-  _write(tmp_path / "MNLI" / "test_matched.tsv", [
-    "\t".join(mnli_header.split("\t")[:10]),
-    "0\t9\t9n\tslate\t(b)\t(b)\t(p)\t(p)\tP.\tH.",
-  ])
+  mnli_header = (
+    "index\tpromptID\tpairID\tgenre\tsentence1_binary_parse\t"
+    "sentence2_binary_parse\tsentence1_parse\tsentence2_parse\tsentence1\t"
+    "sentence2\tlabel1\tlabel2\tlabel3\tlabel4\tlabel5\tgold_label"
+  )
+  _write(
+    tmp_path / "MNLI" / "dev_mismatched.tsv",
+    [
+      mnli_header,
+      "0\t1\t1n\tfiction\t(b)\t(b)\t(p)\t(p)\tA man sleeps.\tA man is awake.\t"
+      "contradiction\tcontradiction\tneutral\tcontradiction\tcontradiction\tcontradiction",
+      "1\t2\t2e\tletters\t(b)\t(b)\t(p)\t(p)\tIt rains.\tIt is wet.\t"
+      "entailment\tentailment\tentailment\tentailment\tentailment\tentailment",
+    ],
+  )
+  _write(
+    tmp_path / "MNLI" / "test_matched.tsv",
+    [
+      "\t".join(mnli_header.split("\t")[:10]),
+      "0\t9\t9n\tslate\t(b)\t(b)\t(p)\t(p)\tP.\tH.",
+    ],
+  )
   qnli = data.load_glue("qnli", "validation", source="local", data_dir=tmp_path)
   assert qnli["question"][:] == ['Who "won"?', "When?"]
   assert qnli["label"][:] == [0, 1]
@@ -176,8 +202,10 @@ def test_qnli_qqp_mnli_synthetic_folder(tmp_path):
 
 
 def test_mrpc_with_and_without_bom_and_stray_quotes(tmp_path):
-  lines = ["Quality\t#1 ID\t#2 ID\t#1 String\t#2 String",
-           '1\t1\t2\tHe said " yes .\t" Yes , " he said .']
+  lines = [
+    "Quality\t#1 ID\t#2 ID\t#1 String\t#2 String",
+    '1\t1\t2\tHe said " yes .\t" Yes , " he said .',
+  ]
   _write(tmp_path / "a" / "MRPC" / "dev.tsv", lines, bom=True)
   _write(tmp_path / "b" / "MRPC" / "dev.tsv", lines, bom=False)
   with_bom = data.load_glue("mrpc", "dev", data_dir=tmp_path / "a")

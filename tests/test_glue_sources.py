@@ -20,10 +20,20 @@ from pats_jax.data import glue, hub, tfds_source
 
 # (task, split) pairs copied into the stand-in snapshot of nyu-mll/glue.
 SNAPSHOT_SPLITS = [
-  ("cola", "train"), ("cola", "validation"), ("cola", "test"), ("sst2", "validation"),
-  ("mrpc", "train"), ("mrpc", "validation"), ("mrpc", "test"), ("stsb", "train"),
-  ("stsb", "validation"), ("stsb", "test"), ("rte", "train"),
-  ("rte", "validation"), ("wnli", "validation"), ("ax", "test"),
+  ("cola", "train"),
+  ("cola", "validation"),
+  ("cola", "test"),
+  ("sst2", "validation"),
+  ("mrpc", "train"),
+  ("mrpc", "validation"),
+  ("mrpc", "test"),
+  ("stsb", "train"),
+  ("stsb", "validation"),
+  ("stsb", "test"),
+  ("rte", "train"),
+  ("rte", "validation"),
+  ("wnli", "validation"),
+  ("ax", "test"),
 ]
 
 
@@ -78,23 +88,31 @@ def _tfds_records(dataset: datasets.Dataset, spec, seed: int) -> list[dict[str, 
   keys = [key for key in spec.text_keys if key is not None]
   rows = dataset[:]
   records = [
-    {**{key: rows[key][i].encode("utf-8") for key in keys},
-     "label": (np.float32 if spec.is_regression else np.int64)(rows["label"][i]),
-     "idx": np.int32(3 * rows["idx"][i])}  # Gaps, as TFDS MRPC train/dev have.
+    {
+      **{key: rows[key][i].encode("utf-8") for key in keys},
+      "label": (np.float32 if spec.is_regression else np.int64)(rows["label"][i]),
+      "idx": np.int32(3 * rows["idx"][i]),
+    }  # Gaps, as TFDS MRPC train/dev have.
     for i in range(dataset.num_rows)
   ]
   return [records[i] for i in np.random.default_rng(seed).permutation(len(records))]
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(("task", "split"), [("rte", "validation"), ("stsb", "train"),
-                                             ("mrpc", "validation"), ("cola", "test")])
+@pytest.mark.parametrize(
+  ("task", "split"),
+  [("rte", "validation"), ("stsb", "train"), ("mrpc", "validation"), ("cola", "test")],
+)
 def test_tfds_mapping_agrees_with_local(glue_dir, task, split):
   spec = data.get_task(task)
   from_local = data.load_glue(task, split, source="local", data_dir=glue_dir)
   mapped = tfds_source.from_tfds_records(
-    spec, split, _tfds_records(from_local, spec, seed=0), origin="test",
-    label_names=spec.label_names)
+    spec,
+    split,
+    _tfds_records(from_local, spec, seed=0),
+    origin="test",
+    label_names=spec.label_names,
+  )
   assert mapped.features == from_local.features
   assert mapped[:] == from_local[:]
 
@@ -109,10 +127,18 @@ def test_tfds_mapping_agrees_with_local(glue_dir, task, split):
 
 TFDS_REAL_TASKS = ("cola", "mrpc", "stsb", "rte", "wnli", "ax")
 THREE_WAY_SPLITS = [
-  ("cola", "train"), ("cola", "validation"), ("cola", "test"),
-  ("mrpc", "train"), ("mrpc", "validation"), ("mrpc", "test"),
-  ("stsb", "train"), ("stsb", "validation"), ("stsb", "test"),
-  ("rte", "validation"), ("wnli", "validation"), ("ax", "test"),
+  ("cola", "train"),
+  ("cola", "validation"),
+  ("cola", "test"),
+  ("mrpc", "train"),
+  ("mrpc", "validation"),
+  ("mrpc", "test"),
+  ("stsb", "train"),
+  ("stsb", "validation"),
+  ("stsb", "test"),
+  ("rte", "validation"),
+  ("wnli", "validation"),
+  ("ax", "test"),
 ]
 
 
@@ -120,8 +146,10 @@ THREE_WAY_SPLITS = [
 def tfds_lib():
   """`tensorflow_datasets`, imported once per module (importing TensorFlow takes seconds)."""
   return pytest.importorskip(
-    "tensorflow_datasets", reason="tensorflow-datasets not installed (pip install "
-    "'pats_jax[tfds]'); the TFDS record mapping is tested without it above")
+    "tensorflow_datasets",
+    reason="tensorflow-datasets not installed (pip install "
+    "'pats_jax[tfds]'); the TFDS record mapping is tested without it above",
+  )
 
 
 def _prepare_offline(tfds, name: str, data_dir: pathlib.Path, files: dict[str, pathlib.Path]):
@@ -134,8 +162,11 @@ def _prepare_offline(tfds, name: str, data_dir: pathlib.Path, files: dict[str, p
   own_url = builder.builder_config.data_url
 
   def resolve(url: str) -> str:
-    key = url if url == own_url else pathlib.PurePosixPath(
-      urllib.parse.unquote(urllib.parse.urlsplit(url).path)).name
+    key = (
+      url
+      if url == own_url
+      else pathlib.PurePosixPath(urllib.parse.unquote(urllib.parse.urlsplit(url).path)).name
+    )
     if key not in files:
       raise AssertionError(f"{name} asked for {url}, which this test does not serve")
     return str(files[key])
@@ -148,8 +179,11 @@ def _prepare_offline(tfds, name: str, data_dir: pathlib.Path, files: dict[str, p
   with pytest.MonkeyPatch.context() as patch:
     patch.setattr(tfds.download.DownloadManager, "download", fake_download)
     patch.setattr(tfds.download.DownloadManager, "download_and_extract", fake_download)
-    builder.download_and_prepare(download_config=tfds.download.DownloadConfig(
-      compute_stats=tfds.download.ComputeStatsMode.SKIP))
+    builder.download_and_prepare(
+      download_config=tfds.download.DownloadConfig(
+        compute_stats=tfds.download.ComputeStatsMode.SKIP
+      )
+    )
   return builder
 
 
@@ -161,16 +195,23 @@ def tfds_data_dir(tfds_lib, glue_dir, tmp_path_factory) -> pathlib.Path:
   for task in TFDS_REAL_TASKS:
     name = f"glue/{task}"
     url = tfds_lib.builder(name, data_dir=str(data_dir)).builder_config.data_url
-    served = {
-      "msr_paraphrase_train.txt": mrpc / "msr_paraphrase_train.txt",
-      "msr_paraphrase_test.txt": mrpc / "msr_paraphrase_test.txt",
-      "mrpc_dev_ids.tsv": mrpc / "dev_ids.tsv",
-    } if task == "mrpc" else {
-      # AX downloads one TSV; the others download a zip whose extraction holds `<Task>/`.
-      url: glue_dir / "diagnostic" / "diagnostic.tsv" if task == "ax" else glue_dir}
+    served = (
+      {
+        "msr_paraphrase_train.txt": mrpc / "msr_paraphrase_train.txt",
+        "msr_paraphrase_test.txt": mrpc / "msr_paraphrase_test.txt",
+        "mrpc_dev_ids.tsv": mrpc / "dev_ids.tsv",
+      }
+      if task == "mrpc"
+      else {
+        # AX downloads one TSV; the others download a zip whose extraction holds `<Task>/`.
+        url: glue_dir / "diagnostic" / "diagnostic.tsv" if task == "ax" else glue_dir
+      }
+    )
     builder = _prepare_offline(tfds_lib, name, data_dir, served)
-    local_rows = {split: data.load_glue(task, split, source="local", data_dir=glue_dir).num_rows
-                  for split in data.get_task(task).splits}
+    local_rows = {
+      split: data.load_glue(task, split, source="local", data_dir=glue_dir).num_rows
+      for split in data.get_task(task).splits
+    }
     assert {split: info.num_examples for split, info in builder.info.splits.items()} == local_rows
   return data_dir
 
@@ -198,8 +239,9 @@ def test_local_hub_and_tfds_agree(glue_dir, hub_snapshot, tfds_data_dir, task, s
 @pytest.mark.slow
 def test_tfds_reads_back_in_file_order_not_storage_order(tfds_lib, glue_dir, tfds_data_dir):
   """TFDS stores MRPC dev in hashed order with source-line `idx` (gaps); we undo both."""
-  stored = tfds_lib.as_numpy(tfds_lib.load(
-    "glue/mrpc", split="validation", data_dir=str(tfds_data_dir), batch_size=-1))
+  stored = tfds_lib.as_numpy(
+    tfds_lib.load("glue/mrpc", split="validation", data_dir=str(tfds_data_dir), batch_size=-1)
+  )
   assert not np.all(np.diff(stored["idx"]) > 0)  # Not stored in file order...
   assert stored["idx"].max() >= len(stored["idx"])  # ...and idx has gaps.
   ours = data.load_glue("mrpc", "dev", source="tfds", data_dir=tfds_data_dir)
@@ -226,12 +268,23 @@ def test_tfds_mnli_matched_and_mismatched(tfds_lib, tmp_path):
   extracted = tmp_path / "extracted"
   nli = ("entailment", "neutral", "contradiction")
   for split_file, count, labelled in [
-      ("train", 7, True), ("dev_matched", 5, True), ("dev_mismatched", 4, True),
-      ("test_matched", 3, False), ("test_mismatched", 6, False)]:
+    ("train", 7, True),
+    ("dev_matched", 5, True),
+    ("dev_mismatched", 4, True),
+    ("test_matched", 3, False),
+    ("test_mismatched", 6, False),
+  ]:
     header = ["index", "genre", "sentence1", "sentence2", *(["gold_label"] if labelled else [])]
-    rows = [[str(i), "fiction", f"{split_file} premise {i} caf\u00e9", f"hypothesis {i}",
-             *([nli[(i * 7 + len(split_file)) % 3]] if labelled else [])]
-            for i in range(count)]
+    rows = [
+      [
+        str(i),
+        "fiction",
+        f"{split_file} premise {i} caf\u00e9",
+        f"hypothesis {i}",
+        *([nli[(i * 7 + len(split_file)) % 3]] if labelled else []),
+      ]
+      for i in range(count)
+    ]
     _write_tsv(extracted / "MNLI" / f"{split_file}.tsv", header, rows)
   data_dir = tmp_path / "tensorflow_datasets"
   builder = tfds_lib.builder("glue/mnli", data_dir=str(data_dir))

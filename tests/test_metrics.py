@@ -62,8 +62,7 @@ def test_constant_predictions_give_zero_correlation():
 
 def test_accuracy_tasks_and_logits():
   for task in ("sst2", "qnli", "rte", "wnli", "mnli"):
-    assert metrics.glue_metrics(task, [0, 1, 1], [0, 1, 0]) == {
-      "accuracy": pytest.approx(2 / 3)}
+    assert metrics.glue_metrics(task, [0, 1, 1], [0, 1, 0]) == {"accuracy": pytest.approx(2 / 3)}
   logits = np.array([[2.0, 1.0, 0.0], [0.0, 0.1, 3.0], [0.0, 5.0, 1.0]])
   assert metrics.glue_metrics("mnli", logits, [0, 2, 0])["accuracy"] == pytest.approx(2 / 3)
 
@@ -88,7 +87,8 @@ def test_custom_tasks():
   assert result["macro_f1"] == pytest.approx((1 + 2 / 3 + 2 / 3) / 3)
   regression = TaskSpec("score", ("text", None), 1, None, "combined_score")
   assert metrics.glue_metrics(regression, [1.0, 2.0, 3.0], [1.0, 2.0, 3.0])["pearson"] == (
-    pytest.approx(1.0))
+    pytest.approx(1.0)
+  )
 
 
 def test_glue_average_by_hand():
@@ -106,7 +106,8 @@ def test_glue_average_by_hand():
   combined = {"mnli": {"accuracy": 0.80, "accuracy_mismatched": 0.82}, "rte": {"accuracy": 0.6}}
   assert metrics.glue_average(combined) == pytest.approx((0.81 + 0.6) / 2)
   assert metrics.glue_average({"mnli-m": {"accuracy": 0.8}, "MNLI-mm": {"accuracy": 0.7}}) == (
-    pytest.approx(0.75))
+    pytest.approx(0.75)
+  )
 
 
 def test_bad_inputs():

@@ -20,8 +20,6 @@ from pats_jax import _steps
 STEPS = 2
 
 
-
-
 def make_params():
   rng = np.random.default_rng(0)
   return {

@@ -16,9 +16,21 @@ def _read(path):
 
 
 def test_file_names():
-  assert sorted(submission.SUBMISSION_FILES.values()) == sorted([
-    "CoLA.tsv", "SST-2.tsv", "MRPC.tsv", "STS-B.tsv", "QQP.tsv", "MNLI-m.tsv", "MNLI-mm.tsv",
-    "QNLI.tsv", "RTE.tsv", "WNLI.tsv", "AX.tsv"])
+  assert sorted(submission.SUBMISSION_FILES.values()) == sorted(
+    [
+      "CoLA.tsv",
+      "SST-2.tsv",
+      "MRPC.tsv",
+      "STS-B.tsv",
+      "QQP.tsv",
+      "MNLI-m.tsv",
+      "MNLI-mm.tsv",
+      "QNLI.tsv",
+      "RTE.tsv",
+      "WNLI.tsv",
+      "AX.tsv",
+    ]
+  )
 
 
 def test_string_labels_for_nli_tasks(tmp_path):
@@ -53,8 +65,9 @@ def test_stsb_scores_are_clipped(tmp_path):
 @pytest.mark.slow
 def test_full_cola_file_from_the_real_test_split(glue_dir, tmp_path):
   test = data.load_glue("cola", "test", source="local", data_dir=glue_dir)
-  path = data.write_glue_submission("cola", "test", np.ones(test.num_rows, int), tmp_path,
-                                    check_count=True)
+  path = data.write_glue_submission(
+    "cola", "test", np.ones(test.num_rows, int), tmp_path, check_count=True
+  )
   rows = _read(path)
   assert len(rows) == 1063 and rows[-1] == ["1062", "1"]
 

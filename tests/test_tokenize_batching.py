@@ -25,13 +25,28 @@ def tokenizer(minilm_dir):
 
 def _pairs_dataset(n: int, seed: int = 0):
   rng = np.random.default_rng(seed)
-  words = ["the", "cat", "sat", "on", "a", "mat", "quietly", "antidisestablishmentarianism",
-           "JAX", "fine-tuning", "isn't", "naïve", "42", "!"]
+  words = [
+    "the",
+    "cat",
+    "sat",
+    "on",
+    "a",
+    "mat",
+    "quietly",
+    "antidisestablishmentarianism",
+    "JAX",
+    "fine-tuning",
+    "isn't",
+    "naïve",
+    "42",
+    "!",
+  ]
   first = [" ".join(rng.choice(words, rng.integers(1, 40))) for _ in range(n)]
   second = [" ".join(rng.choice(words, rng.integers(1, 30))) for _ in range(n)]
   labels = rng.integers(0, 2, n)
   return examples.build_dataset(
-    data.get_task("rte"), [first, second], labels, split="train", origin="synthetic")
+    data.get_task("rte"), [first, second], labels, split="train", origin="synthetic"
+  )
 
 
 @pytest.fixture(scope="module")
@@ -44,20 +59,26 @@ def pairs(tokenizer):
 def test_tokenize_equals_the_tokenizer_call(tokenizer):
   dataset = _pairs_dataset(50)
   split = data.tokenize(dataset, tokenizer, "rte", max_length=MAX_LENGTH)
-  reference = tokenizer(dataset["sentence1"][:], dataset["sentence2"][:], truncation=True,
-                        max_length=MAX_LENGTH)
+  reference = tokenizer(
+    dataset["sentence1"][:], dataset["sentence2"][:], truncation=True, max_length=MAX_LENGTH
+  )
   assert len(split) == 50
   assert split.input_ids.dtype == np.int32 and split.offsets[-1] == split.input_ids.size
   for i in range(50):
     assert split.row(i).tolist() == reference["input_ids"][i]
-    types = split.token_type_ids[split.offsets[i]:split.offsets[i + 1]]
+    types = split.token_type_ids[split.offsets[i] : split.offsets[i + 1]]
     assert types.tolist() == reference["token_type_ids"][i]
   assert split.lengths.max() == MAX_LENGTH  # Some pairs were truncated.
   assert split.labels.tolist() == dataset["label"][:]
   assert split.idx.tolist() == list(range(50))
   batch = split.gather(np.array([3, 0]), 64)
-  padded = tokenizer(dataset["sentence1"][[3, 0]], dataset["sentence2"][[3, 0]],
-                     truncation=True, max_length=MAX_LENGTH, padding="max_length")
+  padded = tokenizer(
+    dataset["sentence1"][[3, 0]],
+    dataset["sentence2"][[3, 0]],
+    truncation=True,
+    max_length=MAX_LENGTH,
+    padding="max_length",
+  )
   np.testing.assert_array_equal(batch["input_ids"], padded["input_ids"])
   np.testing.assert_array_equal(batch["attention_mask"], padded["attention_mask"])
   np.testing.assert_array_equal(batch["token_type_ids"], padded["token_type_ids"])
@@ -130,7 +151,7 @@ def test_every_example_at_most_once_per_epoch_and_rows_are_right(pairs):
       np.testing.assert_array_equal(batch["attention_mask"].sum(1), pairs.lengths[batch["labels"]])
       for row, ids in zip(batch["labels"], batch["input_ids"], strict=True):
         assert ids[: pairs.lengths[row]].tolist() == pairs.row(row).tolist()
-        assert (ids[pairs.lengths[row]:] == pairs.pad_token_id).all()
+        assert (ids[pairs.lengths[row] :] == pairs.pad_token_id).all()
 
 
 def test_shapes_are_bounded_multiples(pairs):
@@ -159,15 +180,18 @@ def test_bucketing_pads_less_than_random_batches(pairs):
 @pytest.mark.parametrize("process_count", [2, 4])
 def test_process_slices_partition_the_global_batch(pairs, process_count):
   whole = _epoch(pairs)
-  parts = [_epoch(pairs, process_index=i, process_count=process_count)
-           for i in range(process_count)]
+  parts = [
+    _epoch(pairs, process_index=i, process_count=process_count) for i in range(process_count)
+  ]
   for step, global_batch in enumerate(whole):
     pieces = [part[step] for part in parts]
-    assert {piece["input_ids"].shape for piece in pieces} == {(16 // process_count,
-                                                              global_batch["input_ids"].shape[1])}
+    assert {piece["input_ids"].shape for piece in pieces} == {
+      (16 // process_count, global_batch["input_ids"].shape[1])
+    }
     for key in global_batch:
       np.testing.assert_array_equal(
-        np.concatenate([piece[key] for piece in pieces]), global_batch[key])
+        np.concatenate([piece[key] for piece in pieces]), global_batch[key]
+      )
 
 
 def test_resume_with_start_batch(pairs):
@@ -187,8 +211,11 @@ def test_eval_covers_every_example_once(pairs, process_count):
   idx = dataclasses.replace(pairs, idx=np.arange(len(pairs), dtype=np.int32) + 1000)
   seen, weights_total, steps = [], 0.0, set()
   for i in range(process_count):
-    batches = list(data.eval_batches(idx, batch_size=24, max_length=MAX_LENGTH,
-                                     process_index=i, process_count=process_count))
+    batches = list(
+      data.eval_batches(
+        idx, batch_size=24, max_length=MAX_LENGTH, process_index=i, process_count=process_count
+      )
+    )
     assert len(batches) == data.num_eval_batches(idx, 24) == 9
     for batch in batches:
       assert batch["input_ids"].shape[0] == 24 // process_count

@@ -1,7 +1,7 @@
 r"""Issue 6, step 3: the baselines on CoLA, MRPC, RTE, STS-B, 3 seeds (paired with core's plain).
 
-  python scripts/sweep.py --sweep configs/sweeps/minilm_baselines.py:<lambda> --root workdirs/study \
-      --archive results/runs/study
+  python scripts/sweep.py --sweep configs/sweeps/minilm_baselines.py:<lambda> \
+      --root workdirs/study --archive results/runs/study
 
 NoisyTune (noise once before training, λ = 0.15), sensitivity-blind noise (`uniform`: PATS
 with r = 1, the same noise scale), inverse PATS (`inverse`: more noise where sensitivity is

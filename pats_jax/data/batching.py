@@ -36,8 +36,14 @@ def padded_length(longest: int, *, bucket_multiple: int, max_length: int) -> int
   return min(rounded, max_length)
 
 
-def _check(split: TokenizedSplit, batch_size: int, bucket_multiple: int, max_length: int,
-           process_index: int, process_count: int) -> int:
+def _check(
+  split: TokenizedSplit,
+  batch_size: int,
+  bucket_multiple: int,
+  max_length: int,
+  process_index: int,
+  process_count: int,
+) -> int:
   if batch_size <= 0:
     raise ValueError(f"batch_size must be positive, got {batch_size}")
   if bucket_multiple <= 0:
@@ -46,11 +52,13 @@ def _check(split: TokenizedSplit, batch_size: int, bucket_multiple: int, max_len
     raise ValueError(f"need 0 <= process_index ({process_index}) < process_count ({process_count})")
   if batch_size % process_count:
     raise ValueError(
-      f"the global batch_size {batch_size} must be divisible by process_count {process_count}")
+      f"the global batch_size {batch_size} must be divisible by process_count {process_count}"
+    )
   if len(split) and int(split.lengths.max()) > max_length:
     raise ValueError(
       f"{split.name} holds rows of {int(split.lengths.max())} tokens, more than max_length "
-      f"{max_length}; tokenise with max_length={max_length}")
+      f"{max_length}; tokenise with max_length={max_length}"
+    )
   return batch_size // process_count
 
 
@@ -65,7 +73,7 @@ def num_eval_batches(split: TokenizedSplit, batch_size: int) -> int:
 
 
 def train_plan(
-    lengths: np.ndarray, *, batch_size: int, seed: int, epoch: int, bucket_window: int = 64
+  lengths: np.ndarray, *, batch_size: int, seed: int, epoch: int, bucket_window: int = 64
 ) -> np.ndarray:
   """The rows of every global training batch of an epoch.
 
@@ -90,25 +98,25 @@ def train_plan(
   if bucket_window > 1:
     window = bucket_window * batch_size
     for start in range(0, order.shape[0], window):
-      chunk = order[start:start + window]
-      order[start:start + window] = chunk[np.argsort(lengths[chunk], kind="stable")]
+      chunk = order[start : start + window]
+      order[start : start + window] = chunk[np.argsort(lengths[chunk], kind="stable")]
   plan = order.reshape(num_batches, batch_size)
   plan = plan[rng.permutation(num_batches)]
   return rng.permuted(plan, axis=1)
 
 
 def train_batches(
-    split: TokenizedSplit,
-    *,
-    batch_size: int,
-    seed: int,
-    epoch: int,
-    start_batch: int = 0,
-    bucket_multiple: int = 16,
-    max_length: int,
-    process_index: int = 0,
-    process_count: int = 1,
-    bucket_window: int = 64,
+  split: TokenizedSplit,
+  *,
+  batch_size: int,
+  seed: int,
+  epoch: int,
+  start_batch: int = 0,
+  bucket_multiple: int = 16,
+  max_length: int,
+  process_index: int = 0,
+  process_count: int = 1,
+  bucket_window: int = 64,
 ) -> Iterator[dict[str, np.ndarray]]:
   """Yields this process's part of each global training batch of one epoch.
 
@@ -128,16 +136,17 @@ def train_batches(
     `input_ids`, `attention_mask`, `token_type_ids`: int32 `[batch_size // process_count, L]`;
     `labels`: int32 (float32 for regression) `[batch_size // process_count]`.
   """
-  per_process = _check(split, batch_size, bucket_multiple, max_length, process_index,
-                       process_count)
-  plan = train_plan(split.lengths, batch_size=batch_size, seed=seed, epoch=epoch,
-                    bucket_window=bucket_window)
+  per_process = _check(split, batch_size, bucket_multiple, max_length, process_index, process_count)
+  plan = train_plan(
+    split.lengths, batch_size=batch_size, seed=seed, epoch=epoch, bucket_window=bucket_window
+  )
   if not 0 <= start_batch <= plan.shape[0]:
     raise ValueError(f"start_batch {start_batch} outside 0..{plan.shape[0]}")
   mine = slice(process_index * per_process, (process_index + 1) * per_process)
   for rows in plan[start_batch:]:
-    length = padded_length(int(split.lengths[rows].max()), bucket_multiple=bucket_multiple,
-                           max_length=max_length)
+    length = padded_length(
+      int(split.lengths[rows].max()), bucket_multiple=bucket_multiple, max_length=max_length
+    )
     own = rows[mine]
     batch = split.gather(own, length)
     batch["labels"] = split.labels[own]
@@ -145,14 +154,14 @@ def train_batches(
 
 
 def eval_batches(
-    split: TokenizedSplit,
-    *,
-    batch_size: int,
-    bucket_multiple: int = 16,
-    max_length: int,
-    process_index: int = 0,
-    process_count: int = 1,
-    sort_by_length: bool = True,
+  split: TokenizedSplit,
+  *,
+  batch_size: int,
+  bucket_multiple: int = 16,
+  max_length: int,
+  process_index: int = 0,
+  process_count: int = 1,
+  sort_by_length: bool = True,
 ) -> Iterator[dict[str, np.ndarray]]:
   """Yields this process's part of each global evaluation batch; every example exactly once.
 
@@ -172,22 +181,22 @@ def eval_batches(
     The keys of `train_batches` plus `weights` (float32, 1 on real rows, 0 on padding) and
     `idx` (int32, the example's `idx`, -1 on padding).
   """
-  per_process = _check(split, batch_size, bucket_multiple, max_length, process_index,
-                       process_count)
+  per_process = _check(split, batch_size, bucket_multiple, max_length, process_index, process_count)
   num_rows = len(split)
   if num_rows == 0:
     raise ValueError(f"{split.name} has no examples to evaluate")
   order = np.argsort(split.lengths, kind="stable") if sort_by_length else np.arange(num_rows)
   mine = slice(process_index * per_process, (process_index + 1) * per_process)
   for start in range(0, num_rows, batch_size):
-    rows = order[start:start + batch_size]
+    rows = order[start : start + batch_size]
     weights = np.ones(batch_size, dtype=np.float32)
     real = rows.shape[0]
     if real < batch_size:
       rows = np.concatenate([rows, np.full(batch_size - real, rows[0], dtype=rows.dtype)])
       weights[real:] = 0.0
-    length = padded_length(int(split.lengths[rows].max()), bucket_multiple=bucket_multiple,
-                           max_length=max_length)
+    length = padded_length(
+      int(split.lengths[rows].max()), bucket_multiple=bucket_multiple, max_length=max_length
+    )
     own = rows[mine]
     batch = split.gather(own, length)
     batch["labels"] = split.labels[own]

@@ -47,7 +47,8 @@ def _rows(path: pathlib.Path) -> Iterator[tuple[int, dict[str, object]]]:
         reader = csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE)
       else:
         raise ValueError(
-          f"{path}: unsupported file type {suffix!r}; use .csv, .tsv or .jsonl (JSON Lines)")
+          f"{path}: unsupported file type {suffix!r}; use .csv, .tsv or .jsonl (JSON Lines)"
+        )
       if reader.fieldnames is None:
         raise ValueError(f"{path}: the file is empty (no header)")
       for row in reader:
@@ -58,7 +59,8 @@ def _rows(path: pathlib.Path) -> Iterator[tuple[int, dict[str, object]]]:
         if extra or short:
           raise ValueError(
             f"{path}, line {reader.line_num}: expected {len(reader.fieldnames)} columns "
-            f"(as in the header), found {len(reader.fieldnames) + extra - short}")
+            f"(as in the header), found {len(reader.fieldnames) + extra - short}"
+          )
         yield reader.line_num, row
   except UnicodeDecodeError as err:
     raise examples.non_utf8_error(path, err) from None
@@ -84,8 +86,7 @@ def _label_key(value: object) -> str:
 
 
 def _class_ids(
-    raw: Sequence[object], lines: Sequence[int], path: pathlib.Path,
-    label_names: Sequence[str] | None
+  raw: Sequence[object], lines: Sequence[int], path: pathlib.Path, label_names: Sequence[str] | None
 ) -> tuple[list[int], tuple[str, ...]]:
   if label_names is None:
     keys = {_label_key(v) for v in raw}
@@ -96,7 +97,8 @@ def _class_ids(
     if len(names) < 2:
       raise ValueError(
         f"{path}: found only the label(s) {list(names)}; classification needs at least two "
-        "classes; pass label_names=[...] to name them all")
+        "classes; pass label_names=[...] to name them all"
+      )
   else:
     names = tuple(str(name) for name in label_names)
     if len(set(names)) != len(names) or len(names) < 2:
@@ -114,20 +116,21 @@ def _class_ids(
       continue
     raise ValueError(
       f"{path}, line {line}: unknown label {value!r}; expected one of {list(names)}"
-      + ("" if label_names is None else " (label_names) or a class id"))
+      + ("" if label_names is None else " (label_names) or a class id")
+    )
   return ids, names
 
 
 def load_custom(
-    path: str | os.PathLike[str],
-    *,
-    text_column: str,
-    label_column: str | None,
-    text_pair_column: str | None = None,
-    task_type: str = "classification",
-    label_names: Sequence[str] | None = None,
-    name: str | None = None,
-    split: str | None = None,
+  path: str | os.PathLike[str],
+  *,
+  text_column: str,
+  label_column: str | None,
+  text_pair_column: str | None = None,
+  task_type: str = "classification",
+  label_names: Sequence[str] | None = None,
+  name: str | None = None,
+  split: str | None = None,
 ) -> tuple[datasets.Dataset, TaskSpec]:
   """Loads a CSV, TSV or JSON Lines file of (pairs of) texts with labels.
 
@@ -163,8 +166,7 @@ def load_custom(
   text_keys = [text_column] + ([text_pair_column] if text_pair_column else [])
   clash = [key for key in text_keys if key in _RESERVED]
   if clash or len(set(text_keys)) != len(text_keys):
-    raise ValueError(
-      f"text columns {text_keys} must be distinct and not named {list(_RESERVED)}")
+    raise ValueError(f"text columns {text_keys} must be distinct and not named {list(_RESERVED)}")
   wanted = text_keys + ([label_column] if label_column is not None else [])
   texts: list[list[str]] = [[] for _ in text_keys]
   raw_labels: list[object] = []
@@ -173,7 +175,8 @@ def load_custom(
     missing = [key for key in wanted if key not in row]
     if missing:
       raise ValueError(
-        f"{path}, line {line}: no column(s) {missing}; the columns are {sorted(row)}")
+        f"{path}, line {line}: no column(s) {missing}; the columns are {sorted(row)}"
+      )
     for column, key in zip(texts, text_keys, strict=True):
       value = row[key]
       if not isinstance(value, str):
@@ -191,7 +194,8 @@ def load_custom(
   if label_column is None:
     if not regression and label_names is None:
       raise ValueError(
-        "unlabelled classification data needs label_names (e.g. the training spec's)")
+        "unlabelled classification data needs label_names (e.g. the training spec's)"
+      )
     labels: list[float] = [examples.UNLABELLED] * len(lines)
     names = None if regression else tuple(str(n) for n in label_names)
   elif regression:

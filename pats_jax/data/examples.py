@@ -33,12 +33,12 @@ def features_for(spec: TaskSpec) -> datasets.Features:
 
 
 def build_dataset(
-    spec: TaskSpec,
-    texts: Sequence[Sequence[str]],
-    labels: Sequence[float] | np.ndarray,
-    *,
-    split: str,
-    origin: str,
+  spec: TaskSpec,
+  texts: Sequence[Sequence[str]],
+  labels: Sequence[float] | np.ndarray,
+  *,
+  split: str,
+  origin: str,
 ) -> datasets.Dataset:
   """Builds the examples of one split; `idx` is the row position.
 
@@ -64,13 +64,15 @@ def build_dataset(
   for key, column in zip(keys, texts, strict=True):
     if len(column) != num_rows:
       raise ValueError(
-        f"{origin}: column {key!r} has {len(column)} rows but there are {num_rows} labels")
+        f"{origin}: column {key!r} has {len(column)} rows but there are {num_rows} labels"
+      )
   columns: dict[str, object] = dict(zip(keys, texts, strict=True))
   label_dtype = np.float32 if spec.is_regression else np.int64
   columns["label"] = np.asarray(labels, dtype=label_dtype)
   columns["idx"] = np.arange(num_rows, dtype=np.int32)
   return datasets.Dataset.from_dict(
-    columns, features=features_for(spec), split=datasets.NamedSplit(split))
+    columns, features=features_for(spec), split=datasets.NamedSplit(split)
+  )
 
 
 def check_label_range(spec: TaskSpec, labels: np.ndarray, origin: str) -> None:
@@ -103,8 +105,9 @@ def non_utf8_error(path: pathlib.Path, err: UnicodeDecodeError) -> ValueError:
   except UnicodeDecodeError as located:
     line = raw.count(b"\n", 0, located.start) + 1
     column = located.start - (raw.rfind(b"\n", 0, located.start) + 1) + 1
-    bad = raw[located.start:located.end]
+    bad = raw[located.start : located.end]
     where = f" line {line}, column {column} (byte {bad!r})"
   return ValueError(
     f"{path}:{where} is not valid UTF-8 ({err.reason}); re-encode the file as UTF-8, e.g. "
-    "`iconv -f latin1 -t utf-8`, or download it again.")
+    "`iconv -f latin1 -t utf-8`, or download it again."
+  )

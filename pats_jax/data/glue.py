@@ -26,11 +26,11 @@ def candidate_glue_dirs() -> list[pathlib.Path]:
 
 
 def resolve_source(
-    task: str | TaskSpec,
-    split: str,
-    *,
-    source: str = "auto",
-    data_dir: str | os.PathLike[str] | None = None,
+  task: str | TaskSpec,
+  split: str,
+  *,
+  source: str = "auto",
+  data_dir: str | os.PathLike[str] | None = None,
 ) -> tuple[str, pathlib.Path | None]:
   """Decides which source `load_glue` reads, and from which folder.
 
@@ -57,7 +57,8 @@ def resolve_source(
       if folder is None:
         raise FileNotFoundError(
           f"source='local' needs a glue_data folder: pass data_dir= or set "
-          f"${local.GLUE_DIR_ENV}; searched {[str(p) for p in candidate_glue_dirs()]}")
+          f"${local.GLUE_DIR_ENV}; searched {[str(p) for p in candidate_glue_dirs()]}"
+        )
     return source, folder
   if folder is not None:
     return "local", folder
@@ -81,11 +82,11 @@ def _configured_or_found(task: str | TaskSpec, split: str) -> pathlib.Path | Non
 
 
 def load_glue(
-    task: str | TaskSpec,
-    split: str,
-    *,
-    source: str = "auto",
-    data_dir: str | os.PathLike[str] | None = None,
+  task: str | TaskSpec,
+  split: str,
+  *,
+  source: str = "auto",
+  data_dir: str | os.PathLike[str] | None = None,
 ) -> datasets.Dataset:
   """Loads one split of a GLUE task, with the same fields and values from every source.
 

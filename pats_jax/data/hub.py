@@ -21,7 +21,7 @@ HUB_DATASET = "nyu-mll/glue"
 
 
 def from_hub_dataset(
-    spec: TaskSpec, split: str, dataset: datasets.Dataset, *, origin: str
+  spec: TaskSpec, split: str, dataset: datasets.Dataset, *, origin: str
 ) -> datasets.Dataset:
   """Maps a `nyu-mll/glue`-style split onto the common example format.
 
@@ -43,13 +43,18 @@ def from_hub_dataset(
   if missing:
     raise ValueError(
       f"{origin}: columns {missing} missing (has {dataset.column_names}); expected the "
-      f"fields of {HUB_DATASET} config {spec.name!r}")
+      f"fields of {HUB_DATASET} config {spec.name!r}"
+    )
   label_feature = dataset.features["label"]
-  if (isinstance(label_feature, datasets.ClassLabel) and spec.label_names is not None
-      and tuple(label_feature.names) != spec.label_names):
+  if (
+    isinstance(label_feature, datasets.ClassLabel)
+    and spec.label_names is not None
+    and tuple(label_feature.names) != spec.label_names
+  ):
     raise ValueError(
       f"{origin}: class names {label_feature.names} differ from {list(spec.label_names)}; "
-      "label ids would be misread")
+      "label ids would be misread"
+    )
   texts = [examples.column(dataset, key) for key in keys]
   if tasks_lib.is_test_split(split):
     labels = [examples.UNLABELLED] * dataset.num_rows
@@ -60,11 +65,11 @@ def from_hub_dataset(
 
 
 def load_hub(
-    task: str | TaskSpec,
-    split: str,
-    *,
-    path: str | os.PathLike[str] = HUB_DATASET,
-    **load_kwargs: object,
+  task: str | TaskSpec,
+  split: str,
+  *,
+  path: str | os.PathLike[str] = HUB_DATASET,
+  **load_kwargs: object,
 ) -> datasets.Dataset:
   """Loads one split of a GLUE task with `datasets.load_dataset(path, config, split=...)`.
 
@@ -92,5 +97,6 @@ def load_hub(
       f"could not load {origin} with datasets.load_dataset ({type(err).__name__}: {err}). "
       "Without network access, set the GLUE_DIR environment variable (or pass data_dir=) to "
       "a folder in the standard glue_data layout and use source='local' or 'auto'; or set "
-      "HF_DATASETS_OFFLINE=1 to use a copy already in the datasets cache.") from err
+      "HF_DATASETS_OFFLINE=1 to use a copy already in the datasets cache."
+    ) from err
   return from_hub_dataset(spec, split, dataset, origin=origin)

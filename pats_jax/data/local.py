@@ -102,8 +102,7 @@ def _decode_label(spec: TaskSpec, value: str, where: str) -> float | int:
     try:
       return float(value)
     except ValueError:
-      raise ValueError(
-        f"{where}: label {value!r} of task {spec.name!r} is not a number") from None
+      raise ValueError(f"{where}: label {value!r} of task {spec.name!r} is not a number") from None
   names = spec.label_names or ()
   if value in names:
     return names.index(value)
@@ -111,7 +110,8 @@ def _decode_label(spec: TaskSpec, value: str, where: str) -> float | int:
     return int(value)
   raise ValueError(
     f"{where}: unknown label {value!r} for task {spec.name!r}; expected one of "
-    f"{list(names)} or a class id in 0..{len(names) - 1}")
+    f"{list(names)} or a class id in 0..{len(names) - 1}"
+  )
 
 
 def _read_rows(path: pathlib.Path, layout: _Layout) -> tuple[list[list[str]], list[int]]:
@@ -132,7 +132,8 @@ def _read_rows(path: pathlib.Path, layout: _Layout) -> tuple[list[list[str]], li
         if missing:
           raise ValueError(
             f"{path}: the header {header} lacks columns {missing}; is this file in the "
-            "standard glue_data layout (download_glue_data.py)?")
+            "standard glue_data layout (download_glue_data.py)?"
+          )
         positions = [header.index(name) for name in wanted]
         num_columns = len(header)
         shape = f"{num_columns} tab-separated columns (as in the header)"
@@ -146,7 +147,8 @@ def _read_rows(path: pathlib.Path, layout: _Layout) -> tuple[list[list[str]], li
         if len(row) != num_columns:
           raise ValueError(
             f"{path}, line {reader.line_num}: expected {shape}, found {len(row)}. A tab may "
-            "be missing or extra in this row; the file may be truncated or edited.")
+            "be missing or extra in this row; the file may be truncated or edited."
+          )
         rows.append([row[p] for p in positions])
         lines.append(reader.line_num)
   except UnicodeDecodeError as err:
@@ -155,7 +157,7 @@ def _read_rows(path: pathlib.Path, layout: _Layout) -> tuple[list[list[str]], li
 
 
 def load_local(
-    task: str | TaskSpec, split: str, data_dir: str | os.PathLike[str]
+  task: str | TaskSpec, split: str, data_dir: str | os.PathLike[str]
 ) -> datasets.Dataset:
   """Loads one split of a GLUE task from a `glue_data` folder.
 
@@ -180,7 +182,8 @@ def load_local(
     raise FileNotFoundError(
       f"GLUE file {path} not found for task {spec.name!r} split {split!r}. Point data_dir "
       f"(or ${GLUE_DIR_ENV}) at a folder in the standard glue_data layout, as written by "
-      "download_glue_data.py, or use source='hf' to download nyu-mll/glue.")
+      "download_glue_data.py, or use source='hf' to download nyu-mll/glue."
+    )
   layout = _layout(spec, split)
   rows, lines = _read_rows(path, layout)
   if not rows:

@@ -65,7 +65,8 @@ def _formatted(spec: TaskSpec, predictions: np.ndarray) -> list[str]:
   ids = predictions.astype(np.int64)
   if ids.size and (ids.min() < 0 or ids.max() >= spec.num_labels):
     raise ValueError(
-      f"{spec.name}: class ids must be in 0..{spec.num_labels - 1}, got {ids.min()}..{ids.max()}")
+      f"{spec.name}: class ids must be in 0..{spec.num_labels - 1}, got {ids.min()}..{ids.max()}"
+    )
   if spec.name in STRING_LABEL_TASKS:
     names = spec.label_names or ()
     return [names[i] for i in ids]
@@ -73,13 +74,13 @@ def _formatted(spec: TaskSpec, predictions: np.ndarray) -> list[str]:
 
 
 def write_glue_submission(
-    task: str | TaskSpec,
-    split: str,
-    predictions: object,
-    out_dir: str | os.PathLike[str],
-    *,
-    indices: object = None,
-    check_count: bool = False,
+  task: str | TaskSpec,
+  split: str,
+  predictions: object,
+  out_dir: str | os.PathLike[str],
+  *,
+  indices: object = None,
+  check_count: bool = False,
 ) -> pathlib.Path:
   """Writes one GLUE submission file.
 
@@ -107,7 +108,8 @@ def write_glue_submission(
   if key not in SUBMISSION_FILES:
     raise ValueError(
       f"no GLUE submission file for task {spec.name!r} split {split!r}; the test splits are "
-      f"{sorted(SUBMISSION_FILES)}")
+      f"{sorted(SUBMISSION_FILES)}"
+    )
   preds = np.asarray(predictions)
   if preds.ndim not in (1, 2) or preds.shape[0] == 0:
     raise ValueError(f"{spec.name}: predictions must be a non-empty [n] or [n, k] array")
@@ -116,10 +118,13 @@ def write_glue_submission(
   if order.shape != (n,) or not np.array_equal(np.sort(order), np.arange(n)):
     raise ValueError(
       f"{spec.name}/{split}: indices must be a permutation of 0..{n - 1} (one per prediction, "
-      "padding rows removed)")
+      "padding rows removed)"
+    )
   if n != OFFICIAL_TEST_ROWS[key]:
-    message = (f"{spec.name}/{split}: {n} predictions, but the GLUE test split has "
-               f"{OFFICIAL_TEST_ROWS[key]} rows; the GLUE server will reject this file")
+    message = (
+      f"{spec.name}/{split}: {n} predictions, but the GLUE test split has "
+      f"{OFFICIAL_TEST_ROWS[key]} rows; the GLUE server will reject this file"
+    )
     if check_count:
       raise ValueError(message)
     logging.warning(message)

@@ -71,24 +71,37 @@ class TaskSpec:
 GLUE_TASKS: Mapping[str, TaskSpec] = {
   spec.name: spec
   for spec in (
-    TaskSpec("cola", ("sentence", None), 2, ("unacceptable", "acceptable"),
-             "matthews_correlation"),
+    TaskSpec("cola", ("sentence", None), 2, ("unacceptable", "acceptable"), "matthews_correlation"),
     TaskSpec("sst2", ("sentence", None), 2, ("negative", "positive"), "accuracy"),
-    TaskSpec("mrpc", ("sentence1", "sentence2"), 2, ("not_equivalent", "equivalent"),
-             "combined_score"),
-    TaskSpec("qqp", ("question1", "question2"), 2, ("not_duplicate", "duplicate"),
-             "combined_score"),
+    TaskSpec(
+      "mrpc", ("sentence1", "sentence2"), 2, ("not_equivalent", "equivalent"), "combined_score"
+    ),
+    TaskSpec(
+      "qqp", ("question1", "question2"), 2, ("not_duplicate", "duplicate"), "combined_score"
+    ),
     TaskSpec("stsb", ("sentence1", "sentence2"), 1, None, "combined_score"),
-    TaskSpec("mnli", ("premise", "hypothesis"), 3, _NLI_3, "accuracy",
-             dev_splits=(VALIDATION_MATCHED, VALIDATION_MISMATCHED),
-             test_splits=(TEST_MATCHED, TEST_MISMATCHED)),
+    TaskSpec(
+      "mnli",
+      ("premise", "hypothesis"),
+      3,
+      _NLI_3,
+      "accuracy",
+      dev_splits=(VALIDATION_MATCHED, VALIDATION_MISMATCHED),
+      test_splits=(TEST_MATCHED, TEST_MISMATCHED),
+    ),
     TaskSpec("qnli", ("question", "sentence"), 2, _NLI_2, "accuracy"),
     TaskSpec("rte", ("sentence1", "sentence2"), 2, _NLI_2, "accuracy"),
-    TaskSpec("wnli", ("sentence1", "sentence2"), 2, ("not_entailment", "entailment"),
-             "accuracy"),
+    TaskSpec("wnli", ("sentence1", "sentence2"), 2, ("not_entailment", "entailment"), "accuracy"),
     # The diagnostic set: predicted with an MNLI model, scored by GLUE with R3 (Matthews).
-    TaskSpec("ax", ("premise", "hypothesis"), 3, _NLI_3, "matthews_correlation",
-             dev_splits=(), train_split=None),
+    TaskSpec(
+      "ax",
+      ("premise", "hypothesis"),
+      3,
+      _NLI_3,
+      "matthews_correlation",
+      dev_splits=(),
+      train_split=None,
+    ),
   )
 }
 
@@ -131,7 +144,8 @@ def get_task(name: str | TaskSpec) -> TaskSpec:
   if key not in GLUE_TASKS:
     raise ValueError(
       f"unknown GLUE task {name!r}; expected one of {sorted(GLUE_TASKS)} "
-      "(for your own data use pats_jax.data.load_custom)")
+      "(for your own data use pats_jax.data.load_custom)"
+    )
   return GLUE_TASKS[key]
 
 
@@ -153,7 +167,8 @@ def canonical_split(spec: TaskSpec, split: str) -> str:
   key = _SPLIT_ALIASES.get(key, key)
   if key not in spec.splits:
     raise ValueError(
-      f"task {spec.name!r} has no split {split!r}; expected one of {list(spec.splits)}")
+      f"task {spec.name!r} has no split {split!r}; expected one of {list(spec.splits)}"
+    )
   return key
 
 

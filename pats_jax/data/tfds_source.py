@@ -36,16 +36,17 @@ def _text(value: object, *, origin: str, key: str) -> str:
   if isinstance(value, str):
     return value
   raise TypeError(
-    f"{origin}: expected bytes or str in text field {key!r}, got {type(value).__name__}")
+    f"{origin}: expected bytes or str in text field {key!r}, got {type(value).__name__}"
+  )
 
 
 def from_tfds_columns(
-    spec: TaskSpec,
-    split: str,
-    columns: Mapping[str, Sequence[object] | np.ndarray],
-    *,
-    origin: str,
-    label_names: tuple[str, ...] | None = None,
+  spec: TaskSpec,
+  split: str,
+  columns: Mapping[str, Sequence[object] | np.ndarray],
+  *,
+  origin: str,
+  label_names: tuple[str, ...] | None = None,
 ) -> datasets.Dataset:
   """Maps a whole TFDS GLUE split (as from `tfds.load(..., batch_size=-1)`) onto the common format.
 
@@ -64,17 +65,22 @@ def from_tfds_columns(
     ValueError: a field is missing, `idx` repeats, a label is out of range or the class names
       differ.
   """
-  if (label_names is not None and spec.label_names is not None
-      and tuple(label_names) != spec.label_names):
+  if (
+    label_names is not None
+    and spec.label_names is not None
+    and tuple(label_names) != spec.label_names
+  ):
     raise ValueError(
       f"{origin}: class names {list(label_names)} differ from {list(spec.label_names)}; "
-      "label ids would be misread")
+      "label ids would be misread"
+    )
   keys = [key for key in spec.text_keys if key is not None]
   missing = [key for key in [*keys, "label", "idx"] if key not in columns]
   if missing:
     raise ValueError(
       f"{origin}: fields {missing} missing (has {sorted(columns)}); expected the features "
-      f"of the TFDS builder glue/{spec.name}")
+      f"of the TFDS builder glue/{spec.name}"
+    )
   idx = np.asarray(columns["idx"], dtype=np.int64).reshape(-1)
   order = np.argsort(idx, kind="stable")
   if np.any(idx[order][1:] == idx[order][:-1]):
@@ -96,12 +102,12 @@ def from_tfds_columns(
 
 
 def from_tfds_records(
-    spec: TaskSpec,
-    split: str,
-    records: Iterable[Mapping[str, object]],
-    *,
-    origin: str,
-    label_names: tuple[str, ...] | None = None,
+  spec: TaskSpec,
+  split: str,
+  records: Iterable[Mapping[str, object]],
+  *,
+  origin: str,
+  label_names: tuple[str, ...] | None = None,
 ) -> datasets.Dataset:
   """Maps TFDS GLUE examples one by one (as from `tfds.as_numpy(dataset)`) onto the common format.
 
@@ -130,11 +136,11 @@ def from_tfds_records(
 
 
 def load_tfds(
-    task: str | TaskSpec,
-    split: str,
-    *,
-    data_dir: str | os.PathLike[str] | None = None,
-    download: bool = True,
+  task: str | TaskSpec,
+  split: str,
+  *,
+  data_dir: str | os.PathLike[str] | None = None,
+  download: bool = True,
 ) -> datasets.Dataset:
   """Loads one split of a GLUE task from TensorFlow Datasets (`tfds.load("glue/<task>")`).
 
@@ -159,14 +165,21 @@ def load_tfds(
   except ImportError as err:
     raise ImportError(
       "source='tfds' needs tensorflow-datasets and tensorflow: pip install "
-      "'pats_jax[tfds]' (or use source='local' with GLUE_DIR, or source='hf')") from err
+      "'pats_jax[tfds]' (or use source='local' with GLUE_DIR, or source='hf')"
+    ) from err
   spec = tasks_lib.get_task(task)
   split = tasks_lib.canonical_split(spec, split)
   name = f"glue/{spec.name}"
   tensors, info = tfds.load(
-    name, split=split, data_dir=None if data_dir is None else os.fspath(data_dir),
-    download=download, batch_size=-1, with_info=True)
+    name,
+    split=split,
+    data_dir=None if data_dir is None else os.fspath(data_dir),
+    download=download,
+    batch_size=-1,
+    with_info=True,
+  )
   label_feature = info.features["label"]
   label_names = tuple(label_feature.names) if hasattr(label_feature, "names") else None
   return from_tfds_columns(
-    spec, split, tfds.as_numpy(tensors), origin=f"tfds:{name}/{split}", label_names=label_names)
+    spec, split, tfds.as_numpy(tensors), origin=f"tfds:{name}/{split}", label_names=label_names
+  )

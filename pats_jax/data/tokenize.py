@@ -95,7 +95,7 @@ class TokenizedSplit:
 
   def row(self, i: int) -> np.ndarray:
     """The token ids of row `i` (no padding)."""
-    return self.input_ids[self.offsets[i]:self.offsets[i + 1]]
+    return self.input_ids[self.offsets[i] : self.offsets[i + 1]]
 
 
 def _backend_copy(tokenizer: object) -> tokenizers.Tokenizer:
@@ -104,7 +104,8 @@ def _backend_copy(tokenizer: object) -> tokenizers.Tokenizer:
   if backend is None:
     raise TypeError(
       f"tokenize needs a fast (Rust) tokenizer, got {type(tokenizer).__name__}; load it with "
-      "transformers.AutoTokenizer.from_pretrained(..., use_fast=True)")
+      "transformers.AutoTokenizer.from_pretrained(..., use_fast=True)"
+    )
   copy = tokenizers.Tokenizer.from_str(backend.to_str())
   copy.no_truncation()
   copy.no_padding()
@@ -143,39 +144,55 @@ def _backend(tokenizer: object, max_length: int) -> tokenizers.Tokenizer:
 
 
 def _tokenize_texts(
-    backend: tokenizers.Tokenizer, first: Sequence[str], second: Sequence[str] | None
+  backend: tokenizers.Tokenizer, first: Sequence[str], second: Sequence[str] | None
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
   """Returns flat ids, flat token types and lengths, tokenising in chunks of `_CHUNK` rows."""
   encode = getattr(backend, "encode_batch_fast", backend.encode_batch)
   ids_parts, types_parts, length_parts = [], [], []
   for start in range(0, len(first), _CHUNK):
     stop = start + _CHUNK
-    batch = (list(first[start:stop]) if second is None
-             else list(zip(first[start:stop], second[start:stop], strict=True)))
+    batch = (
+      list(first[start:stop])
+      if second is None
+      else list(zip(first[start:stop], second[start:stop], strict=True))
+    )
     encodings = encode(batch, add_special_tokens=True)
     lengths = np.fromiter((len(e) for e in encodings), dtype=np.int32, count=len(encodings))
     total = int(lengths.sum())
-    ids_parts.append(np.fromiter(
-      itertools.chain.from_iterable(e.ids for e in encodings), np.int32, count=total))
-    types_parts.append(np.fromiter(
-      itertools.chain.from_iterable(e.type_ids for e in encodings), np.int8, count=total))
+    ids_parts.append(
+      np.fromiter(itertools.chain.from_iterable(e.ids for e in encodings), np.int32, count=total)
+    )
+    types_parts.append(
+      np.fromiter(
+        itertools.chain.from_iterable(e.type_ids for e in encodings), np.int8, count=total
+      )
+    )
     length_parts.append(lengths)
   return np.concatenate(ids_parts), np.concatenate(types_parts), np.concatenate(length_parts)
 
 
-def _cache_file(cache_dir: pathlib.Path, spec: TaskSpec, split: str, tokenizer: object,
-                max_length: int, data_hash: str) -> pathlib.Path:
+def _cache_file(
+  cache_dir: pathlib.Path,
+  spec: TaskSpec,
+  split: str,
+  tokenizer: object,
+  max_length: int,
+  data_hash: str,
+) -> pathlib.Path:
   name = os.path.basename(str(getattr(tokenizer, "name_or_path", "") or "tokenizer").rstrip("/"))
-  key = json.dumps({
-    "version": _CACHE_VERSION,
-    "task": spec.name,
-    "text_keys": spec.text_keys,
-    "split": split,
-    "tokenizer": name,
-    "vocab": tokenizer_fingerprint(tokenizer),
-    "max_length": max_length,
-    "data": data_hash,
-  }, sort_keys=True)
+  key = json.dumps(
+    {
+      "version": _CACHE_VERSION,
+      "task": spec.name,
+      "text_keys": spec.text_keys,
+      "split": split,
+      "tokenizer": name,
+      "vocab": tokenizer_fingerprint(tokenizer),
+      "max_length": max_length,
+      "data": data_hash,
+    },
+    sort_keys=True,
+  )
   digest = hashlib.sha256(key.encode("utf-8")).hexdigest()[:20]
   safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{spec.name}-{split}-{name}-L{max_length}")
   return cache_dir / f"{safe}-{digest}.npz"
@@ -187,9 +204,15 @@ def _save(path: pathlib.Path, split: TokenizedSplit) -> None:
   try:
     with os.fdopen(fd, "wb") as f:
       np.savez(
-        f, input_ids=split.input_ids, token_type_ids=split.token_type_ids,
-        offsets=split.offsets, lengths=split.lengths, labels=split.labels, idx=split.idx,
-        meta=np.array([split.pad_token_id, split.max_length], dtype=np.int64))
+        f,
+        input_ids=split.input_ids,
+        token_type_ids=split.token_type_ids,
+        offsets=split.offsets,
+        lengths=split.lengths,
+        labels=split.labels,
+        idx=split.idx,
+        meta=np.array([split.pad_token_id, split.max_length], dtype=np.int64),
+      )
     os.replace(tmp, path)
   except BaseException:
     if os.path.exists(tmp):
@@ -201,19 +224,26 @@ def _load(path: pathlib.Path, name: str) -> TokenizedSplit:
   with np.load(path) as data:
     pad_token_id, max_length = (int(v) for v in data["meta"])
     return TokenizedSplit(
-      input_ids=data["input_ids"], token_type_ids=data["token_type_ids"],
-      offsets=data["offsets"], lengths=data["lengths"], labels=data["labels"],
-      idx=data["idx"], pad_token_id=pad_token_id, max_length=max_length, name=name)
+      input_ids=data["input_ids"],
+      token_type_ids=data["token_type_ids"],
+      offsets=data["offsets"],
+      lengths=data["lengths"],
+      labels=data["labels"],
+      idx=data["idx"],
+      pad_token_id=pad_token_id,
+      max_length=max_length,
+      name=name,
+    )
 
 
 def tokenize(
-    dataset: datasets.Dataset,
-    tokenizer: object,
-    spec: str | TaskSpec,
-    *,
-    max_length: int,
-    cache_dir: str | os.PathLike[str] | None = None,
-    split: str | None = None,
+  dataset: datasets.Dataset,
+  tokenizer: object,
+  spec: str | TaskSpec,
+  *,
+  max_length: int,
+  cache_dir: str | os.PathLike[str] | None = None,
+  split: str | None = None,
 ) -> TokenizedSplit:
   """Tokenises a split (single sentences or pairs) with truncation to `max_length`.
 
@@ -243,27 +273,44 @@ def tokenize(
   if missing:
     raise ValueError(
       f"{name}: dataset lacks columns {missing} (has {dataset.column_names}); the task "
-      f"{spec.name!r} reads text fields {keys}")
+      f"{spec.name!r} reads text fields {keys}"
+    )
   pad_token_id = getattr(tokenizer, "pad_token_id", None)
   if pad_token_id is None:
     raise ValueError(f"tokenizer {getattr(tokenizer, 'name_or_path', '')!r} has no pad token")
   texts = [examples.column(dataset, key) for key in keys]
   labels = examples.numpy_column(dataset, "label").astype(
-    np.float32 if spec.is_regression else np.int32)
+    np.float32 if spec.is_regression else np.int32
+  )
   idx = examples.numpy_column(dataset, "idx").astype(np.int32)
   cache_path = None
   if cache_dir is not None:
-    cache_path = _cache_file(pathlib.Path(cache_dir), spec, split, tokenizer, max_length,
-                             data_fingerprint(texts, labels, idx))
+    cache_path = _cache_file(
+      pathlib.Path(cache_dir),
+      spec,
+      split,
+      tokenizer,
+      max_length,
+      data_fingerprint(texts, labels, idx),
+    )
     if cache_path.is_file():
       return _load(cache_path, name)
   ids, types, lengths = _tokenize_texts(
-    _backend(tokenizer, max_length), texts[0], texts[1] if len(texts) > 1 else None)
+    _backend(tokenizer, max_length), texts[0], texts[1] if len(texts) > 1 else None
+  )
   offsets = np.zeros(lengths.shape[0] + 1, dtype=np.int64)
   np.cumsum(lengths, out=offsets[1:])
   result = TokenizedSplit(
-    input_ids=ids, token_type_ids=types, offsets=offsets, lengths=lengths, labels=labels,
-    idx=idx, pad_token_id=int(pad_token_id), max_length=max_length, name=name)
+    input_ids=ids,
+    token_type_ids=types,
+    offsets=offsets,
+    lengths=lengths,
+    labels=labels,
+    idx=idx,
+    pad_token_id=int(pad_token_id),
+    max_length=max_length,
+    name=name,
+  )
   if cache_path is not None:
     _save(cache_path, result)
   return result
