@@ -1,10 +1,13 @@
-"""Two processes on localhost (JAX CPU collectives over gloo) give the same run as one process."""
+"""Two processes on localhost (JAX CPU collectives over gloo): the same run as one process, and
+a preemption notice reaching one host stops both at the same step with one checkpoint."""
 
 from __future__ import annotations
 
 import json
+import signal
 import socket
 import subprocess
+import time
 
 import pytest
 from _train_helpers import cache_env, train_command
@@ -31,17 +34,13 @@ def _losses(workdir):
   return [(line["step"], line["loss"]) for line in lines if "loss" in line]
 
 
-@pytest.mark.slow
-def test_two_processes_match_one(tmp_path):
-  env = cache_env()
-  single, multi = tmp_path / "single", tmp_path / "multi"
-  subprocess.run(train_command(single, **RUN), env=env, check=True, capture_output=True)
+def _start_two(workdir, env, **run) -> list[subprocess.Popen]:
   port = _free_port()
-  processes = [
+  return [
     subprocess.Popen(
       train_command(
-        multi,
-        **RUN,
+        workdir,
+        **run,
         **{
           "distributed.coordinator_address": f"localhost:{port}",
           "distributed.num_processes": 2,
@@ -56,6 +55,14 @@ def test_two_processes_match_one(tmp_path):
     )
     for i in range(2)
   ]
+
+
+@pytest.mark.slow
+def test_two_processes_match_one(tmp_path):
+  env = cache_env()
+  single, multi = tmp_path / "single", tmp_path / "multi"
+  subprocess.run(train_command(single, **RUN), env=env, check=True, capture_output=True)
+  processes = _start_two(multi, env, **RUN)
   outputs = [process.communicate(timeout=600)[0] for process in processes]
   for process, output in zip(processes, outputs, strict=True):
     assert process.returncode == 0, output[-3000:]
@@ -66,3 +73,31 @@ def test_two_processes_match_one(tmp_path):
   assert got["best"]["step"] == expected["best"]["step"]
   for (step_a, loss_a), (step_b, loss_b) in zip(_losses(single), _losses(multi), strict=True):
     assert step_a == step_b and loss_b == pytest.approx(loss_a, rel=2e-4)
+
+
+@pytest.mark.slow
+def test_sigterm_to_one_process_stops_both_at_one_step(tmp_path):
+  workdir = tmp_path / "multi"
+  run = {**RUN, "max_steps": -1, "num_epochs": 500, "eval_every_steps": 0}
+  run["checkpoint_every_steps"] = 0
+  processes = _start_two(workdir, cache_env(), **run)
+  metrics = workdir / "metrics.jsonl"
+  deadline = time.monotonic() + 300
+  while not (metrics.exists() and metrics.read_text().count("\n") >= 3):
+    assert all(process.poll() is None for process in processes), "a process exited early"
+    assert time.monotonic() < deadline, "timed out waiting for training steps"
+    time.sleep(0.2)
+  processes[1].send_signal(signal.SIGTERM)  # Only the second host gets the notice.
+  outputs = [process.communicate(timeout=300)[0] for process in processes]
+  for process, output in zip(processes, outputs, strict=True):
+    assert process.returncode == 0, output[-3000:]
+  stops = [
+    int(line.rsplit("Preempted at step", 1)[1].split(";")[0])
+    for output in outputs
+    for line in output.splitlines()
+    if "Preempted at step" in line
+  ]
+  assert len(stops) == 2 and stops[0] == stops[1] >= 3, outputs[0][-2000:]
+  saved = sorted(int(p.name) for p in (workdir / "checkpoints").iterdir() if p.name.isdigit())
+  assert saved == [stops[0]]
+  assert not (workdir / "results.json").exists()

@@ -112,16 +112,32 @@ class Checkpointer:
 
 
 class PreemptionFlag:
-  """Set by SIGTERM; the loop polls it, writes a checkpoint and returns.
+  """Tells the loop at which step to write a checkpoint and exit after a SIGTERM.
 
-  Installed only in the main thread (signal handlers cannot be set elsewhere); restores the
-  previous handler on `close()`.
+  One process: SIGTERM sets a flag (a handler installed in the main thread only; `close()`
+  restores the previous one) and `reached(step)` is true from the next step on. Several
+  processes (a pod slice): the notice may reach the hosts at different steps while saving
+  a checkpoint is collective, so they must agree on one step. JAX's preemption service
+  (started by `jax.distributed.initialize`; it catches SIGTERM itself, so no Python handler
+  is installed) propagates the notice and picks the step after the furthest host's;
+  `reached(step)` asks it through `multihost_utils.reached_preemption_sync_point`, which every
+  process calls at every step with the same step ids.
   """
 
   def __init__(self):
     self._event = threading.Event()
     self._previous = None
-    if threading.current_thread() is threading.main_thread():
+    self._coordinated = jax.process_count() > 1
+    if self._coordinated:
+      from jax._src import distributed  # The service's state has no public accessor.
+
+      if distributed.global_state.preemption_sync_manager is None:
+        logging.warning(
+          "jax_enable_preemption_service is off: a SIGTERM kills this multi-process run; "
+          "it resumes from the last periodic checkpoint (config.checkpoint_every_steps)."
+        )
+        self._coordinated = None
+    elif threading.current_thread() is threading.main_thread():
       self._previous = signal.signal(signal.SIGTERM, self._handle)
 
   def _handle(self, signum: int, frame: Any) -> None:
@@ -129,7 +145,15 @@ class PreemptionFlag:
     logging.warning("SIGTERM received: saving a checkpoint, then exiting.")
     self._event.set()
 
-  def __bool__(self) -> bool:
+  def reached(self, step: int) -> bool:
+    """True when the loop should save after `step` and exit; call it at every step."""
+    if self._coordinated:
+      from jax.experimental import multihost_utils
+
+      if multihost_utils.reached_preemption_sync_point(step):
+        logging.warning("Preemption notice: all processes save at step %d, then exit.", step)
+        return True
+      return False
     return self._event.is_set()
 
   def close(self) -> None:

@@ -364,7 +364,7 @@ def train_and_evaluate(
         report(*pending)
       pending = (done, metrics, stats) if logged else None
       evaluate_now = (eval_every > 0 and done % eval_every == 0) or done == stop_step
-      stop_now = bool(preempted) and done < stop_step
+      stop_now = preempted.reached(done) and done < stop_step
       if (
         evaluate_now
         or stop_now
