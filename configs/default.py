@@ -6,7 +6,8 @@ hub id `sentence-transformers/all-MiniLM-L6-v2`) on MRPC read from a local `glue
 hub. Two epochs at batch 32 and maximum length 128 keep the run near 15 minutes on 2 CPU cores.
 
 Measured (seed 0, 2 Intel Xeon cores shared with a sweep): 14 min 5 s wall; MRPC dev accuracy
-0.745, F1 0.834 (combined 0.790); the GLUE test predictions land in <workdir>/glue_submission/MRPC.tsv.
+0.745, F1 0.834 (combined 0.790); the GLUE test predictions land in
+<workdir>/glue_submission/MRPC.tsv.
 
   python train.py                      # = --config configs/default.py --workdir workdirs/default
   python train.py --config.num_epochs=1 --workdir workdirs/default_1ep
