@@ -128,6 +128,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.max_consecutive_nonfinite = 5
 
   config.method = "plain"
+  config.tag = ""  # A variant's name, appended to the method's label in sweep tables.
   config.pats = ml_collections.ConfigDict()
   config.pats.noise_scale = 0.02  # lambda of PATS_SPEC step 5 (peak value).
   config.pats.noise_schedule = "lr_shape"  # "lr_shape": lambda follows the LR; "constant".

@@ -4,10 +4,13 @@ r"""Runs a grid of fine-tuning runs (methods x tasks x seeds x noise scales), on
   python scripts/sweep.py --sweep configs/sweeps/tiny.py --root /tmp/tiny_sweep --dry_run
 
 Each run is `python train.py --config <sweep.config>:task=..,method=..,model=..,seed=..
---workdir <root>/<task>/<method>[_ns<scale>]/seed<seed> [--config.pats.noise_scale=..]
-[--config.<override>=..]`, its output in the workdir's `train.log`. A run whose workdir holds
-results.json is skipped; an interrupted one resumes from its checkpoint, so the sweep can be
-stopped and started again at will.
+--workdir <root>/<task>/<method>[_ns<scale>][_<variant>]/seed<seed>
+[--config.pats.noise_scale=..] [--config.<override>=..]`, its output in the workdir's
+`train.log`. `sweep.variants` (optional) names sets of overrides (e.g. `noemb:
+{pats.noise_on_embeddings: False}`) that the PATS-noise methods also run with, besides the
+base; such a run sets `config.tag` to the variant's name, so tables give it its own row.
+A run whose workdir holds results.json is skipped; an interrupted one resumes from its
+checkpoint, so the sweep can be stopped and started again at will.
 
 With `sweep.sensitivity = True`, a finished run's dev-set sensitivity is measured at once
 (`scripts/sensitivity.py`, into the workdir's `sensitivity.json`), before its checkpoints go.
@@ -63,30 +66,34 @@ class Run:
   method: str
   seed: int
   noise_scale: float | None
+  variant: str | None = None
 
   @property
   def name(self) -> str:
-    """`<task>/<method>[_ns<scale>]/seed<seed>`, the run's workdir below the root."""
+    """`<task>/<method>[_ns<scale>][_<variant>]/seed<seed>`, the run's workdir below the root."""
     method = self.method if self.noise_scale is None else f"{self.method}_ns{self.noise_scale:g}"
+    method += "" if self.variant is None else f"_{self.variant}"
     return f"{self.task}/{method}/seed{self.seed}"
 
 
 def grid(sweep: Any) -> Iterator[Run]:
   """The runs of a sweep; noise scales multiply only the methods with PATS noise.
 
-  Order: task, method, noise scale, seed (innermost); with `sweep.seed_major = True` the
-  seed is outermost instead, so a sweep stopped early has every cell at the same depth
-  (the first seeds of every task and method) and paired differences for all of them.
+  Order: task, method, noise scale, variant (the base first), seed (innermost); with
+  `sweep.seed_major = True` the seed is outermost instead, so a sweep stopped early has every
+  cell at the same depth (the first seeds of every task and method) and paired differences
+  for all of them. `sweep.variants` multiply the PATS-noise methods only, like noise scales.
   """
   seeds = [int(seed) for seed in sweep.seeds]
+  variants = [None, *sweep.get("variants", {}).keys()]
   for seed_group in [[seed] for seed in seeds] if sweep.get("seed_major") else [seeds]:
     for task in sweep.tasks:
       for method in sweep.methods:
         noisy = method in optimizers.PATS_VARIANTS and sweep.noise_scales
-        scales = sweep.noise_scales if noisy else (None,)
-        for scale in scales:
-          for seed in seed_group:
-            yield Run(task, method, seed, None if scale is None else float(scale))
+        for scale in [float(scale) for scale in sweep.noise_scales] if noisy else [None]:
+          for variant in variants if noisy else [None]:
+            for seed in seed_group:
+              yield Run(task, method, seed, scale, variant)
 
 
 def _flatten(tree: Any, prefix: str = "") -> Iterator[tuple[str, Any]]:
@@ -113,6 +120,9 @@ def command(sweep: Any, run: Run, workdir: pathlib.Path) -> list[str]:
   if run.noise_scale is not None:
     args.append(f"--config.pats.noise_scale={run.noise_scale}")
   args += [f"--config.{key}={value}" for key, value in _flatten(sweep.overrides)]
+  if run.variant is not None:
+    args += [f"--config.{key}={value}" for key, value in _flatten(sweep.variants[run.variant])]
+    args.append(f"--config.tag={run.variant}")
   return args
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import pathlib
 import shutil
 import subprocess
 import sys
@@ -51,6 +52,7 @@ def test_grid_multiplies_noise_scales_for_noise_methods_only():
 
 STUDY_SWEEPS = {
   "minilm_tune.py": (16, {"mrpc", "cola"}),
+  "minilm_tune_options.py:0.03": (16, {"mrpc", "cola"}),
   "minilm_core.py:0.03": (50, {"rte", "mrpc", "stsb", "cola", "wnli"}),
   "minilm_baselines.py:0.03": (48, {"rte", "mrpc", "stsb", "cola"}),
   "minilm_sst2.py:0.03": (6, {"sst2"}),
@@ -67,7 +69,26 @@ def test_study_sweeps_load_and_pair_with_the_same_plain_runs(name):
   assert config.config == "configs/study_minilm.py"
   if arg:  # The tuned scale names the PATS-noise workdirs, e.g. pats_ns0.03.
     assert all(run.noise_scale == 0.03 for run in runs if run.noise_scale is not None)
-    assert config.seed_major and {run.seed for run in runs[: len(runs) // len(config.seeds)]} == {0}
+  if config.get("seed_major"):
+    assert {run.seed for run in runs[: len(runs) // len(config.seeds)]} == {0}
+
+
+def test_option_variants_add_runs_to_the_tuning_grid_only_for_pats():
+  tune = {
+    run.name for run in sweep.grid(testing.load_config(REPO_ROOT / "configs/sweeps/minilm_tune.py"))
+  }
+  options = testing.load_config(REPO_ROOT / "configs/sweeps/minilm_tune_options.py", "0.03")
+  runs = list(sweep.grid(options))
+  new = [run for run in runs if run.name not in tune]  # Plain and pats@0.03 are shared.
+  assert sorted({run.variant for run in new}) == ["noemb", "rank"] and len(new) == 8
+  assert "mrpc/pats_ns0.03_noemb/seed1" in {run.name for run in new}
+  args = sweep.command(options, new[0], pathlib.Path("/w"))
+  assert f"--config.tag={new[0].variant}" in args
+  flag = {
+    "noemb": "--config.pats.noise_on_embeddings=False",
+    "rank": "--config.pats.normalize=rank",
+  }
+  assert flag[new[0].variant] in args
 
 
 def test_study_sweeps_need_the_tuned_noise_scale():
@@ -97,8 +118,8 @@ def test_commands_and_skipping_finished_runs(tmp_path, capsys):
   assert "--config.pats.noise_scale=0.05" in args and "--config.mesh.data=1" in args
 
 
-def _write_run(root, task, method, seed, score, noise_scale=None):
-  suffix = "" if noise_scale is None else f"_ns{noise_scale}"
+def _write_run(root, task, method, seed, score, noise_scale=None, tag=""):
+  suffix = ("" if noise_scale is None else f"_ns{noise_scale}") + (f"_{tag}" if tag else "")
   workdir = root / task / f"{method}{suffix}" / str(seed)
   workdir.mkdir(parents=True)
   metric = "validation/accuracy"
@@ -115,7 +136,7 @@ def _write_run(root, task, method, seed, score, noise_scale=None):
     )
   )
   (workdir / "config.json").write_text(
-    json.dumps({"method": method, "pats": {"noise_scale": noise_scale or 0.02}})
+    json.dumps({"method": method, "tag": tag, "pats": {"noise_scale": noise_scale or 0.02}})
   )
 
 
@@ -137,6 +158,15 @@ def test_aggregate_tables_and_paired_confidence_intervals(tmp_path):
   assert (row["ci_low"], row["ci_high"]) == pytest.approx(interval)
   final = aggregate.summarize(aggregate.load_runs(tmp_path, which="final"))
   assert final["plain", "rte"]["mean"] == pytest.approx(plain.mean() - 0.01)
+  # A named variant (a sweep's `variants`, config.tag) is a row of its own, paired too.
+  for seed in range(5):
+    _write_run(tmp_path, "rte", "pats", seed, pats[seed] + 0.01, noise_scale=0.05, tag="noemb")
+  variant_rows = aggregate.paired_differences(aggregate.load_runs(tmp_path))
+  by_method = {row["method"]: row for row in variant_rows}
+  assert sorted(by_method) == ["pats@0.05", "pats@0.05+noemb"]
+  assert by_method["pats@0.05+noemb"]["mean_diff"] == pytest.approx(diffs.mean() + 0.01)
+  for seed in range(5):
+    shutil.rmtree(tmp_path / "rte" / "pats_ns0.05_noemb" / str(seed))
 
   paths = aggregate.write_tables(runs, tmp_path / "out" / "table")
   text = paths[0].read_text()

@@ -41,14 +41,17 @@ PATS_VARIANTS = {
 
 
 def method_label(method: str, config: Mapping[str, Any]) -> str:
-  """`method`, or `method@<noise scale>` (e.g. `pats@0.02`) for the methods with PATS noise.
+  """`method`, `method@<noise scale>` for the methods with PATS noise, then `+<config.tag>`.
 
-  `config` is a run's config (a ConfigDict or its `config.json` as a dict); tables and plots
-  of sweeps use this label so that each noise scale gets its own row.
+  E.g. `plain`, `pats@0.02`, `pats@0.02+noemb`. `config` is a run's config (a ConfigDict or
+  its `config.json` as a dict); tables and plots of sweeps use this label so that each noise
+  scale and each named variant (a sweep's `variants`) gets its own row.
   """
+  label = method
   if method in PATS_VARIANTS and "pats" in config:
-    return f"{method}@{config['pats']['noise_scale']:g}"
-  return method
+    label = f"{method}@{config['pats']['noise_scale']:g}"
+  tag = config.get("tag") or ""
+  return f"{label}+{tag}" if tag else label
 
 
 @dataclasses.dataclass(frozen=True)
