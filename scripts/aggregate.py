@@ -143,10 +143,14 @@ def markdown(
       "|---|---|---|---|",
     ]
     for row in paired:
+      interval = (
+        f"[{scale * row['ci_low']:+.2f}, {scale * row['ci_high']:+.2f}]"
+        if row["n"] > 1
+        else "(no interval from one seed)"
+      )
       lines.append(
         f"| {row['method']} | {row['task']} | {row['n']} | "
-        f"{scale * row['mean_diff']:+.2f} [{scale * row['ci_low']:+.2f}, "
-        f"{scale * row['ci_high']:+.2f}] |"
+        f"{scale * row['mean_diff']:+.2f} {interval} |"
       )
   return "\n".join(lines) + "\n"
 

@@ -140,6 +140,11 @@ def _write_run(root, task, method, seed, score, noise_scale=None, tag=""):
   )
 
 
+def _summary_and_paired(runs, seeds):
+  runs = [run for run in runs if run["seed"] in seeds]
+  return aggregate.summarize(runs), aggregate.paired_differences(runs)
+
+
 def test_aggregate_tables_and_paired_confidence_intervals(tmp_path):
   rng = np.random.default_rng(0)
   plain = rng.uniform(0.6, 0.7, size=5)
@@ -165,6 +170,8 @@ def test_aggregate_tables_and_paired_confidence_intervals(tmp_path):
   by_method = {row["method"]: row for row in variant_rows}
   assert sorted(by_method) == ["pats@0.05", "pats@0.05+noemb"]
   assert by_method["pats@0.05+noemb"]["mean_diff"] == pytest.approx(diffs.mean() + 0.01)
+  one_seed = aggregate.markdown(*_summary_and_paired(aggregate.load_runs(tmp_path), seeds={0}))
+  assert "| pats@0.05+noemb | rte | 1 | " in one_seed and "no interval from one seed" in one_seed
   for seed in range(5):
     shutil.rmtree(tmp_path / "rte" / "pats_ns0.05_noemb" / str(seed))
 
