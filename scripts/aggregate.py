@@ -81,18 +81,18 @@ def summarize(runs: list[dict[str, Any]]) -> dict[tuple[str, str], dict[str, flo
 
 
 def paired_differences(
-  runs: list[dict[str, Any]], *, confidence: float = 0.95
+  runs: list[dict[str, Any]], *, confidence: float = 0.95, baseline: str = BASELINE
 ) -> list[dict[str, Any]]:
-  """Seed-paired differences `method − plain` per task: mean, CI bounds, n."""
+  """Seed-paired differences `method − baseline` per task: mean, CI bounds, n."""
   by_key = {(run["method"], run["task"], run["seed"]): run["score"] for run in runs}
   rows = []
   for method, task in sorted({(run["method"], run["task"]) for run in runs}):
-    if method == BASELINE:
+    if method == baseline:
       continue
     diffs = [
-      by_key[method, task, seed] - by_key[BASELINE, task, seed]
+      by_key[method, task, seed] - by_key[baseline, task, seed]
       for (m, t, seed) in sorted(by_key)
-      if m == method and t == task and (BASELINE, task, seed) in by_key
+      if m == method and t == task and (baseline, task, seed) in by_key
     ]
     if not diffs:
       continue

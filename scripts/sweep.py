@@ -18,11 +18,15 @@ With `--archive DIR`, a finished run's small files (`ARCHIVED`) are copied to `D
 and a run found there counts as finished: commit the archive, and a study survives the loss
 of its workdirs (`scripts/aggregate.py` and `scripts/sensitivity.py` read it like a root).
 Child runs share a persistent XLA compilation cache (`--compilation_cache`): every run of
-a grid compiles the same shapes.
+a grid compiles the same shapes. `--jobs N` runs N at a time (after a first run alone, which
+fills that cache): for a small model on one GPU, whose steps leave it mostly idle (each child
+then allocates GPU memory as it goes, `XLA_PYTHON_CLIENT_PREALLOCATE=false`, instead of
+taking 75% of it at start).
 """
 
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
 import os
 import pathlib
@@ -53,6 +57,10 @@ _CACHE = flags.DEFINE_string(
   "<root>/.xla_cache",
   "JAX persistent compilation cache of the child runs; empty: none. An inherited "
   "JAX_COMPILATION_CACHE_DIR wins.",
+)
+
+_JOBS = flags.DEFINE_integer(
+  "jobs", 1, "Runs at a time (e.g. 8 for a small model on one GPU; 1 on a CPU)."
 )
 
 ARCHIVED = ("config.json", "results.json", "metrics.jsonl", "sensitivity.json")
@@ -126,11 +134,17 @@ def command(sweep: Any, run: Run, workdir: pathlib.Path) -> list[str]:
   return args
 
 
-def child_env(cache_dir: str) -> dict[str, str]:
-  """The child runs' environment: ours, plus the persistent compilation cache if asked for."""
+def child_env(cache_dir: str, *, jobs: int = 1) -> dict[str, str]:
+  """The child runs' environment: ours, plus the persistent compilation cache if asked for.
+
+  With several runs at a time, each allocates accelerator memory on demand rather than
+  preallocating most of it (an inherited `XLA_PYTHON_CLIENT_PREALLOCATE` wins).
+  """
   env = dict(os.environ)
   if cache_dir and "JAX_COMPILATION_CACHE_DIR" not in env:
     env["JAX_COMPILATION_CACHE_DIR"] = cache_dir
+  if jobs > 1:
+    env.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
   return env
 
 
@@ -167,8 +181,9 @@ def run_sweep(
   dry_run: bool = False,
   archive: pathlib.Path | None = None,
   cache_dir: str = "",
+  jobs: int = 1,
 ) -> dict[str, list[str]]:
-  """Runs the pending runs of `sweep` one after the other.
+  """Runs the pending runs of `sweep`, `jobs` at a time, in grid order.
 
   Args:
     sweep: the sweep config (`config`, `model`, `methods`, `tasks`, `seeds`, `noise_scales`,
@@ -180,13 +195,20 @@ def run_sweep(
     archive: folder that receives each finished run's `ARCHIVED` files under its name; a
       run archived there is finished.
     cache_dir: the child runs' persistent compilation cache ("" for none).
+    jobs: how many runs go at a time (each its own process).
 
   Returns:
     Run names by outcome: "skipped" (results.json in the workdir or the archive), "done",
     "failed", "pending" (dry run).
+
+  Raises:
+    ValueError: `jobs` < 1.
   """
+  if jobs < 1:
+    raise ValueError(f"--jobs must be at least 1, got {jobs}")
   outcome: dict[str, list[str]] = {"skipped": [], "done": [], "failed": [], "pending": []}
-  env = child_env(cache_dir)
+  env = child_env(cache_dir, jobs=jobs)
+  todo = []
   for run in grid(sweep):
     workdir = root / run.name
     archived = None if archive is None else archive / run.name
@@ -198,21 +220,37 @@ def run_sweep(
       done = dry_run or finish(sweep, workdir, archived, env)
       outcome["skipped" if done else "failed"].append(run.name)
       continue
-    args = command(sweep, run, workdir)
     if dry_run:
-      print(" ".join(args))
+      print(" ".join(command(sweep, run, workdir)))
       outcome["pending"].append(run.name)
       continue
+    todo.append((run, workdir, archived))
+
+  def execute(run: Run, workdir: pathlib.Path, archived: pathlib.Path | None) -> str:
     workdir.mkdir(parents=True, exist_ok=True)
     print(f"[sweep] {run.name}", flush=True)
     with open(workdir / "train.log", "a") as log:
-      code = subprocess.call(args, stdout=log, stderr=subprocess.STDOUT, cwd=REPO_ROOT, env=env)
+      code = subprocess.call(
+        command(sweep, run, workdir),
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        cwd=REPO_ROOT,
+        env=env,
+      )
     if code == 0 and (workdir / "results.json").exists():
-      finished = finish(sweep, workdir, archived, env)
-      outcome["done" if finished else "failed"].append(run.name)
-    else:
-      outcome["failed"].append(run.name)
-      print(f"[sweep] {run.name} failed (exit {code}); see {workdir / 'train.log'}", flush=True)
+      return "done" if finish(sweep, workdir, archived, env) else "failed"
+    print(f"[sweep] {run.name} failed (exit {code}); see {workdir / 'train.log'}", flush=True)
+    return "failed"
+
+  # With several at a time, the first run goes alone: it fills the compilation cache, which
+  # the others then read instead of all compiling the same shapes at once.
+  first, rest = todo[:1] if jobs > 1 else [], todo[1:] if jobs > 1 else todo
+  for run, workdir, archived in first:
+    outcome[execute(run, workdir, archived)].append(run.name)
+  with concurrent.futures.ThreadPoolExecutor(max_workers=jobs) as pool:
+    futures = [pool.submit(execute, *item) for item in rest]
+    for (run, _, _), future in zip(rest, futures, strict=True):
+      outcome[future.result()].append(run.name)
   return outcome
 
 
@@ -228,6 +266,7 @@ def main(argv: list[str]) -> None:
     dry_run=_DRY_RUN.value,
     archive=pathlib.Path(_ARCHIVE.value).absolute() if _ARCHIVE.value else None,
     cache_dir=_CACHE.value.replace("<root>", str(root)),
+    jobs=_JOBS.value,
   )
   print("[sweep] " + ", ".join(f"{key}: {len(names)}" for key, names in outcome.items()))
   if outcome["failed"]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import os
 import pathlib
 import shutil
 import subprocess
@@ -92,9 +93,34 @@ def test_option_variants_add_runs_to_the_tuning_grid_only_for_pats():
 
 
 def test_study_sweeps_need_the_tuned_noise_scale():
-  for arg in (None, "x", "-1"):
+  for arg in (None, "x", "-1", "+noemb"):
     with pytest.raises(ValueError, match=r"minilm_core.py:<lambda>"):
       testing.load_config(REPO_ROOT / "configs/sweeps/minilm_core.py", arg)
+  known = r"unknown option\(s\) \['nope'\]; known: \['noemb', 'rank'\]"
+  with pytest.raises(ValueError, match=known):
+    testing.load_config(REPO_ROOT / "configs/sweeps/minilm_core.py", "0.03+nope")
+  with pytest.raises(ValueError, match=r"takes the noise scale alone"):
+    testing.load_config(REPO_ROOT / "configs/sweeps/minilm_tune_options.py", "0.03+rank")
+
+
+def test_chosen_options_apply_to_every_core_and_baseline_run():
+  for name in ("minilm_core.py", "minilm_baselines.py", "minilm_sst2.py"):
+    config = testing.load_config(REPO_ROOT / "configs/sweeps" / name, "0.02+rank+noemb")
+    assert {run.noise_scale for run in sweep.grid(config)} - {None} == {0.02}
+    for run in sweep.grid(config):
+      args = sweep.command(config, run, pathlib.Path("/w"))
+      assert "--config.pats.normalize=rank" in args, (name, run)
+      assert "--config.pats.noise_on_embeddings=False" in args, (name, run)
+  plain = testing.load_config(REPO_ROOT / "configs/sweeps/minilm_core.py", "0.02")
+  assert "pats" not in plain.overrides
+
+
+def test_sweep_jobs_must_be_positive_and_share_the_gpu(tmp_path):
+  with pytest.raises(ValueError, match="--jobs must be at least 1, got 0"):
+    sweep.run_sweep(_sweep_config(), tmp_path, jobs=0)
+  assert sweep.child_env("", jobs=4)["XLA_PYTHON_CLIENT_PREALLOCATE"] == "false"
+  one = sweep.child_env("", jobs=1)
+  assert one.get("XLA_PYTHON_CLIENT_PREALLOCATE") == os.environ.get("XLA_PYTHON_CLIENT_PREALLOCATE")
 
 
 def test_commands_and_skipping_finished_runs(tmp_path, capsys):
@@ -204,7 +230,10 @@ def test_sweep_runs_archives_then_skips_and_aggregates(tmp_path):
     f"--archive={archive}",
     "--sweep.seeds=(0,)",
   ]
-  first = subprocess.run(command, env=cache_env(), capture_output=True, text=True, timeout=900)
+  # Both runs at once (--jobs 2), each with its own process, log and archive entry.
+  first = subprocess.run(
+    [*command, "--jobs=2"], env=cache_env(), capture_output=True, text=True, timeout=900
+  )
   assert first.returncode == 0, first.stdout[-2000:] + first.stderr[-2000:]
   assert "done: 2" in first.stdout
   assert not list(root.rglob("checkpoints")), "prune_checkpoints left checkpoints/ behind"
@@ -267,3 +296,31 @@ def test_sweep_runs_archives_then_skips_and_aggregates(tmp_path):
     timeout=300,
   )
   assert other.returncode != 0 and "include_embeddings=False" in other.stderr
+
+
+def test_sweep_jobs_run_the_first_alone_then_several_at_a_time(tmp_path, monkeypatch):
+  import threading
+  import time
+
+  config = _sweep_config(seeds=(0, 1, 2), sensitivity=False, prune_checkpoints=False)
+  running, peak, order, lock = [0], [], [], threading.Lock()
+
+  def fake_train(args, **kwargs):
+    workdir = pathlib.Path(next(a for a in args if a.startswith("--workdir="))[10:])
+    with lock:
+      running[0] += 1
+      order.append((workdir.relative_to(tmp_path).as_posix(), running[0]))
+    time.sleep(0.2)
+    (workdir / "results.json").write_text("{}")
+    with lock:
+      peak.append(running[0])
+      running[0] -= 1
+    return 0
+
+  monkeypatch.setattr(sweep.subprocess, "call", fake_train)
+  outcome = sweep.run_sweep(config, tmp_path, jobs=3)
+  names = [run.name for run in sweep.grid(config)]
+  assert outcome["done"] == names and not outcome["failed"]
+  # The first runs alone (it fills the compilation cache): the second starts after it ends.
+  assert order[:2] == [(names[0], 1), (names[1], 1)]
+  assert max(peak) == 3  # Then 3 at a time.

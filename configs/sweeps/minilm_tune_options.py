@@ -24,10 +24,5 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   """Returns the options grid at the tuned noise scale `arg`."""
   sweep = minilm_tune.get_config()
   sweep.noise_scales = (minilm_core.noise_scale_arg(arg, "configs/sweeps/minilm_tune_options.py"),)
-  sweep.variants = ml_collections.ConfigDict(
-    {
-      "noemb": {"pats": {"noise_on_embeddings": False}},
-      "rank": {"pats": {"normalize": "rank"}},
-    }
-  )
+  sweep.variants = ml_collections.ConfigDict(minilm_core.OPTIONS)
   return sweep

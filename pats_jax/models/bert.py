@@ -181,8 +181,10 @@ class SelfAttention(nn.Module):
         dtype=self.dtype,
         force_fp32_for_softmax=True,
       )
-    elif self.implementation == "cudnn":
-      # cuDNN takes padding as lengths: requires right-padded batches.
+    elif self.implementation == "cudnn" and query.shape[1] > 1:
+      # cuDNN takes padding as lengths: requires right-padded batches. A 1-token query (the
+      # last layer's first token) is not a flash-attention shape (JAX 0.11 on an H200:
+      # "Unsupported sequence length Q 1"): XLA does that single row below.
       out = jax.nn.dot_product_attention(
         query, key, value, key_value_seq_lengths=kv_lengths, implementation="cudnn"
       )
