@@ -9,7 +9,9 @@
 # Environment: JOBS (runs at a time, default 1), SEEDS (seeds of the baselines and SST-2;
 # default: the sweep files' own, 3), TAG (suffix of the roots and archives, default none:
 # workdirs/study_tune, results/runs/study_tune, workdirs/study, results/runs/study),
-# ARCHIVES (folder of the archives, default results/runs), PYTHON (default python).
+# ARCHIVES (folder of the archives, default results/runs), PYTHON (default python),
+# SWEEP_FLAGS (more flags for every sweep, e.g. "--set=data.bucket_multiple=128": one padded
+# shape, so a GPU compiles once per run instead of once per length bucket).
 # Tuning keeps its 2 seeds and core its 5 (the sweep files).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -28,8 +30,9 @@ sweep() {  # sweep <sweep file[:arg]> <root> <archive> [flags...]
   local file=$1 root=$2 archive=$3
   shift 3
   echo "[study] $(date -u +%H:%M:%S) $file"
+  # shellcheck disable=SC2086  # SWEEP_FLAGS is a list of flags.
   "$PYTHON" scripts/sweep.py --sweep "configs/sweeps/$file" --root "$root" \
-    --archive "$archive" --jobs "$JOBS" "$@"
+    --archive "$archive" --jobs "$JOBS" ${SWEEP_FLAGS:-} "$@"
 }
 
 sweep minilm_tune.py "$TUNE_ROOT" "$TUNE_ARCHIVE"

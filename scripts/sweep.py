@@ -33,7 +33,7 @@ import pathlib
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from absl import app, flags
@@ -59,6 +59,12 @@ _CACHE = flags.DEFINE_string(
   "JAX_COMPILATION_CACHE_DIR wins.",
 )
 
+_SET = flags.DEFINE_multi_string(
+  "set",
+  [],
+  "A train.py config override for every run, KEY=VALUE without `--config.` (repeatable), "
+  "e.g. --set data.bucket_multiple=128 (one padded shape: fewer compilations on a GPU).",
+)
 _JOBS = flags.DEFINE_integer(
   "jobs", 1, "Runs at a time (e.g. 8 for a small model on one GPU; 1 on a CPU)."
 )
@@ -112,8 +118,8 @@ def _flatten(tree: Any, prefix: str = "") -> Iterator[tuple[str, Any]]:
       yield f"{prefix}{key}", value
 
 
-def command(sweep: Any, run: Run, workdir: pathlib.Path) -> list[str]:
-  """The `python train.py ...` command line of one run."""
+def command(sweep: Any, run: Run, workdir: pathlib.Path, extra: Sequence[str] = ()) -> list[str]:
+  """The `python train.py ...` command line of one run; `extra`: `KEY=VALUE` overrides last."""
   config = (
     str(REPO_ROOT / sweep.config)
     if not pathlib.Path(sweep.config).is_absolute()
@@ -131,7 +137,22 @@ def command(sweep: Any, run: Run, workdir: pathlib.Path) -> list[str]:
   if run.variant is not None:
     args += [f"--config.{key}={value}" for key, value in _flatten(sweep.variants[run.variant])]
     args.append(f"--config.tag={run.variant}")
-  return args
+  return args + [f"--config.{key}={value}" for key, value in parse_overrides(extra)]
+
+
+def parse_overrides(extra: Sequence[str]) -> list[tuple[str, str]]:
+  """`KEY=VALUE` strings (`--set`) as (key, value) pairs.
+
+  Raises:
+    ValueError: one lacks `=` or its key (train.py checks the key itself: configs are locked).
+  """
+  pairs = []
+  for override in extra:
+    key, sep, value = override.partition("=")
+    if not sep or not key or key.startswith("-"):
+      raise ValueError(f"--set takes KEY=VALUE (e.g. data.bucket_multiple=128), got {override!r}")
+    pairs.append((key, value))
+  return pairs
 
 
 def child_env(cache_dir: str, *, jobs: int = 1) -> dict[str, str]:
@@ -182,6 +203,7 @@ def run_sweep(
   archive: pathlib.Path | None = None,
   cache_dir: str = "",
   jobs: int = 1,
+  extra: Sequence[str] = (),
 ) -> dict[str, list[str]]:
   """Runs the pending runs of `sweep`, `jobs` at a time, in grid order.
 
@@ -196,6 +218,7 @@ def run_sweep(
       run archived there is finished.
     cache_dir: the child runs' persistent compilation cache ("" for none).
     jobs: how many runs go at a time (each its own process).
+    extra: `KEY=VALUE` config overrides added to every run's command (`--set`).
 
   Returns:
     Run names by outcome: "skipped" (results.json in the workdir or the archive), "done",
@@ -206,6 +229,7 @@ def run_sweep(
   """
   if jobs < 1:
     raise ValueError(f"--jobs must be at least 1, got {jobs}")
+  parse_overrides(extra)  # Bad input fails before any run starts.
   outcome: dict[str, list[str]] = {"skipped": [], "done": [], "failed": [], "pending": []}
   env = child_env(cache_dir, jobs=jobs)
   todo = []
@@ -221,7 +245,7 @@ def run_sweep(
       outcome["skipped" if done else "failed"].append(run.name)
       continue
     if dry_run:
-      print(" ".join(command(sweep, run, workdir)))
+      print(" ".join(command(sweep, run, workdir, extra)))
       outcome["pending"].append(run.name)
       continue
     todo.append((run, workdir, archived))
@@ -231,7 +255,7 @@ def run_sweep(
     print(f"[sweep] {run.name}", flush=True)
     with open(workdir / "train.log", "a") as log:
       code = subprocess.call(
-        command(sweep, run, workdir),
+        command(sweep, run, workdir, extra),
         stdout=log,
         stderr=subprocess.STDOUT,
         cwd=REPO_ROOT,
@@ -267,6 +291,7 @@ def main(argv: list[str]) -> None:
     archive=pathlib.Path(_ARCHIVE.value).absolute() if _ARCHIVE.value else None,
     cache_dir=_CACHE.value.replace("<root>", str(root)),
     jobs=_JOBS.value,
+    extra=_SET.value,
   )
   print("[sweep] " + ", ".join(f"{key}: {len(names)}" for key, names in outcome.items()))
   if outcome["failed"]:

@@ -324,3 +324,14 @@ def test_sweep_jobs_run_the_first_alone_then_several_at_a_time(tmp_path, monkeyp
   # The first runs alone (it fills the compilation cache): the second starts after it ends.
   assert order[:2] == [(names[0], 1), (names[1], 1)]
   assert max(peak) == 3  # Then 3 at a time.
+
+
+def test_sweep_set_adds_overrides_to_every_run_and_rejects_bad_ones(tmp_path, capsys):
+  config = _sweep_config()
+  sweep.run_sweep(config, tmp_path, dry_run=True, extra=["data.bucket_multiple=128"])
+  printed = capsys.readouterr().out.splitlines()
+  assert len(printed) == len(list(sweep.grid(config)))
+  assert all(line.endswith("--config.data.bucket_multiple=128") for line in printed)
+  for bad in ("data.bucket_multiple", "=3", "--config.x=1"):
+    with pytest.raises(ValueError, match="--set takes KEY=VALUE"):
+      sweep.run_sweep(config, tmp_path, dry_run=True, extra=[bad])
