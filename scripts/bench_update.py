@@ -12,6 +12,11 @@ variants are timed in interleaved rounds, so a change of machine load hits all a
 
   python scripts/bench_update.py                       # both trees, float32
   python scripts/bench_update.py --trees minilm --steps 50 --variants adamw pats pats-rank
+  python scripts/bench_update.py --kernels              # op counts of the compiled step only
+
+`--kernels` prints, per variant, the operations of the compiled step's entry computation by
+kind (fusions, reductions, copies, ...) instead of timing it: on a GPU each is about one
+kernel launch, which is what bounds an update over a tree of ~200 small leaves there.
 
 Variants: `adamw` (`pats_jax.adamw`), `pats` (`pats_jax.pats_adamw`, default knobs),
 `pats-noise0` (noise_scale=0: EMAs only, no noise drawn), `pats-rank`
@@ -23,7 +28,9 @@ identical across shardings).
 from __future__ import annotations
 
 import argparse
+import collections
 import os
+import re
 import statistics
 import time
 from collections.abc import Callable
@@ -123,6 +130,22 @@ def traffic_bytes(name: str, params: Any) -> int:
   return total
 
 
+# Entry-computation operations that launch no work of their own.
+_FREE_OPS = {"parameter", "tuple", "get-tuple-element", "bitcast", "constant"}
+
+
+def entry_ops(compiled_text: str) -> collections.Counter:
+  """Operations of the ENTRY computation of an optimized HLO module's text, by opcode."""
+  entry = compiled_text[compiled_text.index("\nENTRY ") :]
+  body = entry[entry.index("{") + 1 : entry.index("\n}")]
+  ops = collections.Counter()
+  for line in body.splitlines():
+    match = re.search(r"= (?:\([^=]*?\)|\S+) ([\w-]+)\(", line)
+    if match and match.group(1) not in _FREE_OPS:
+      ops[match.group(1)] += 1
+  return ops
+
+
 class Timed:
   """A jitted step whose first `donated` arguments are donated and threaded through."""
 
@@ -165,6 +188,12 @@ def bench_tree(tree_name: str, args: argparse.Namespace) -> None:
     traffic[name] = traffic_bytes(name, params)
     timed[name] = Timed(step, (params, jax.jit(opt.init)(params), grads), 2)
 
+  if args.kernels:
+    for name, t in timed.items():
+      ops = entry_ops(t.step.lower(*t.carry, *t.rest).compile().as_text())
+      detail = ", ".join(f"{op} {count}" for op, count in ops.most_common())
+      print(f"{name:<18} {sum(ops.values()):6d} ops  ({detail})")
+    return
   for t in timed.values():
     for _ in range(args.warmup):
       t.run(record=False)
@@ -192,6 +221,9 @@ def main() -> None:
   parser.add_argument("--steps", type=int, default=20, help="timed steps per variant")
   parser.add_argument("--warmup", type=int, default=3, help="untimed steps (compile) first")
   parser.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32")
+  parser.add_argument(
+    "--kernels", action="store_true", help="print the compiled steps' operation counts, no timing"
+  )
   args = parser.parse_args()
   if "adamw" in args.variants:  # the baseline first, for the ratios
     args.variants = ["adamw"] + [v for v in args.variants if v != "adamw"]
