@@ -111,6 +111,20 @@ class Checkpointer:
     self._manager.close()
 
 
+def _preemption_service_running() -> bool:
+  """Whether `jax.distributed.initialize` started JAX's preemption service in this process.
+
+  The service's state has no public accessor: read it where JAX keeps it, and if a JAX
+  version moved it, fall back to the public flag that asks `initialize` to start it.
+  """
+  try:
+    from jax._src import distributed
+
+    return distributed.global_state.preemption_sync_manager is not None
+  except (ImportError, AttributeError):
+    return bool(jax.config.jax_enable_preemption_service)
+
+
 class PreemptionFlag:
   """Tells the loop at which step to write a checkpoint and exit after a SIGTERM.
 
@@ -129,9 +143,7 @@ class PreemptionFlag:
     self._previous = None
     self._coordinated = jax.process_count() > 1
     if self._coordinated:
-      from jax._src import distributed  # The service's state has no public accessor.
-
-      if distributed.global_state.preemption_sync_manager is None:
+      if not _preemption_service_running():
         logging.warning(
           "jax_enable_preemption_service is off: a SIGTERM kills this multi-process run; "
           "it resumes from the last periodic checkpoint (config.checkpoint_every_steps)."
