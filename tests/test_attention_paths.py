@@ -38,3 +38,20 @@ def test_cudnn_model_runs_single_query_attention_through_xla(tmp_path, monkeypat
   reference = xla.module.apply({"params": xla.params}, ids, mask)
   assert {impl for _, impl in asked} == {"xla"}
   np.testing.assert_allclose(np.asarray(logits), np.asarray(reference), rtol=2e-2, atol=2e-2)
+
+
+def test_gpu_attention_check_says_it_needs_a_gpu():
+  import subprocess
+  import sys
+
+  from _train_helpers import REPO_ROOT, cache_env
+
+  result = subprocess.run(
+    [sys.executable, str(REPO_ROOT / "scripts/check_gpu_attention.py")],
+    capture_output=True,
+    text=True,
+    env=cache_env(),
+    timeout=120,
+  )
+  assert result.returncode == 2, result.stderr[-2000:]
+  assert "needs a GPU; the backend is cpu" in result.stdout
