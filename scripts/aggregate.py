@@ -8,6 +8,9 @@ the mean ± sample standard deviation over seeds of the task's score (`--which=b
 dev checkpoint's `best_metric`; `final`: the same metric at the end of training). Paired
 differences subtract plain fine-tuning's score of the same task and seed; the 95% confidence
 interval of their mean is mean ± t(0.975, n−1) · sd / √n (Student's t, `scipy.stats.t`).
+The `average` column is, per method and seed, the mean score over the averaged tasks
+(`--average_tasks`; default every task found but WNLI and AX, which GLUE papers report apart),
+for the seeds that have all of them; it is summarised and paired like a task.
 Writes `<out>.md`, `<out>.csv` and `<out>_paired.csv`.
 """
 
@@ -27,12 +30,20 @@ from scipy import stats
 from pats_jax.training import optimizers
 
 BASELINE = "plain"
+AVERAGE = "average"
+NOT_AVERAGED = ("wnli", "ax")  # Reported, not averaged (their dev sets say little).
 
 _WORKDIRS = flags.DEFINE_string(
   "workdirs", "workdirs/sweep", "Folder searched for results.json files (a sweep's --root)."
 )
 _OUT = flags.DEFINE_string("out", "results/sweep", "Output path prefix (.md, .csv, _paired.csv).")
 _WHICH = flags.DEFINE_enum("which", "best", ["best", "final"], "Which dev score to aggregate.")
+_AVERAGE_TASKS = flags.DEFINE_list(
+  "average_tasks",
+  [],
+  "Tasks of the `average` column (e.g. cola,mrpc,rte,stsb); empty: every task found but "
+  "WNLI and AX.",
+)
 
 
 def load_runs(root: pathlib.Path, *, which: str = "best") -> list[dict[str, Any]]:
@@ -65,6 +76,48 @@ def load_runs(root: pathlib.Path, *, which: str = "best") -> list[dict[str, Any]
   return runs
 
 
+def with_average(
+  runs: list[dict[str, Any]], tasks: list[str] | None = None
+) -> list[dict[str, Any]]:
+  """`runs` plus one `average` record per (method, seed) that has a run on every task averaged.
+
+  Args:
+    runs: records of `load_runs`.
+    tasks: the tasks averaged; None: every task in `runs` but `NOT_AVERAGED`.
+
+  Raises:
+    ValueError: a task in `tasks` has no runs.
+  """
+  found = {run["task"] for run in runs}
+  tasks = sorted(found - set(NOT_AVERAGED)) if tasks is None else sorted(tasks)
+  missing = [task for task in tasks if task not in found]
+  if missing:
+    raise ValueError(f"--average_tasks names tasks without runs: {missing}; found {sorted(found)}")
+  if len(tasks) < 2:
+    return runs  # An average of one task is that task.
+  scores: dict[tuple[str, int], dict[str, float]] = defaultdict(dict)
+  for run in runs:
+    if run["task"] in tasks:
+      scores[run["method"], run["seed"]][run["task"]] = run["score"]
+  averages = [
+    {
+      "task": AVERAGE,
+      "method": method,
+      "seed": seed,
+      "metric": "mean of " + ", ".join(tasks),
+      "score": float(np.mean([by_task[task] for task in tasks])),
+      "path": "",
+    }
+    for (method, seed), by_task in sorted(scores.items())
+    if len(by_task) == len(tasks)
+  ]
+  return runs + averages
+
+
+def _task_order(task: str) -> tuple[bool, str]:
+  return task == AVERAGE, task  # The average last.
+
+
 def summarize(runs: list[dict[str, Any]]) -> dict[tuple[str, str], dict[str, float]]:
   """`{(method, task): {"mean", "std", "n"}}` over seeds (std: sample std, 0 for one run)."""
   scores: dict[tuple[str, str], list[float]] = defaultdict(list)
@@ -86,7 +139,8 @@ def paired_differences(
   """Seed-paired differences `method − baseline` per task: mean, CI bounds, n."""
   by_key = {(run["method"], run["task"], run["seed"]): run["score"] for run in runs}
   rows = []
-  for method, task in sorted({(run["method"], run["task"]) for run in runs}):
+  pairs = {(run["method"], run["task"]) for run in runs}
+  for method, task in sorted(pairs, key=lambda pair: (pair[0], *_task_order(pair[1]))):
     if method == baseline:
       continue
     diffs = [
@@ -122,7 +176,7 @@ def markdown(
 ) -> str:
   """Markdown tables: scores (x `scale`) mean ± std (n), then paired differences with 95% CI."""
   methods = sorted({method for method, _ in summary}, key=lambda m: (m != BASELINE, m))
-  tasks = sorted({task for _, task in summary})
+  tasks = sorted({task for _, task in summary}, key=_task_order)
   lines = ["| method | " + " | ".join(tasks) + " |", "|---" * (len(tasks) + 1) + "|"]
   for method in methods:
     cells = []
@@ -181,6 +235,10 @@ def main(argv: list[str]) -> None:
   runs = load_runs(pathlib.Path(_WORKDIRS.value), which=_WHICH.value)
   if not runs:
     raise app.UsageError(f"no results.json below {_WORKDIRS.value}")
+  try:
+    runs = with_average(runs, _AVERAGE_TASKS.value or None)
+  except ValueError as error:
+    raise app.UsageError(str(error)) from None
   paths = write_tables(runs, pathlib.Path(_OUT.value))
   print(paths[0].read_text())
   print("Wrote " + ", ".join(str(path) for path in paths))

@@ -335,3 +335,24 @@ def test_sweep_set_adds_overrides_to_every_run_and_rejects_bad_ones(tmp_path, ca
   for bad in ("data.bucket_multiple", "=3", "--config.x=1"):
     with pytest.raises(ValueError, match="--set takes KEY=VALUE"):
       sweep.run_sweep(config, tmp_path, dry_run=True, extra=[bad])
+
+
+def test_average_column_over_complete_seeds_without_wnli(tmp_path):
+  scores = {"rte": 0.6, "mrpc": 0.8, "wnli": 0.5}
+  for seed in (0, 1):
+    for task, score in scores.items():
+      _write_run(tmp_path, task, "plain", seed, score + seed / 100)
+      if not (task == "mrpc" and seed == 1):  # PATS lacks MRPC for seed 1: no average there.
+        _write_run(tmp_path, task, "pats", seed, score + 0.02, noise_scale=0.05)
+  runs = aggregate.with_average(aggregate.load_runs(tmp_path))
+  summary = aggregate.summarize(runs)
+  assert summary["plain", "average"] == pytest.approx({"mean": 0.705, "std": 0.01 / 2**0.5, "n": 2})
+  assert summary["pats@0.05", "average"]["n"] == 1
+  paired = {(r["method"], r["task"]): r for r in aggregate.paired_differences(runs)}
+  assert paired["pats@0.05", "average"]["mean_diff"] == pytest.approx(0.02)
+  table = aggregate.markdown(summary, list(paired.values()))
+  assert table.splitlines()[0] == "| method | mrpc | rte | wnli | average |"
+  chosen = aggregate.with_average(aggregate.load_runs(tmp_path), ["rte", "wnli"])
+  assert aggregate.summarize(chosen)["plain", "average"]["mean"] == pytest.approx(0.555)
+  with pytest.raises(ValueError, match=r"--average_tasks names tasks without runs: \['cola'\]"):
+    aggregate.with_average(aggregate.load_runs(tmp_path), ["cola", "rte"])
