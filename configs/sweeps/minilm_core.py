@@ -2,7 +2,8 @@ r"""Issue 6, step 2: plain vs PATS on CoLA, MRPC, RTE, STS-B (and WNLI, reported
 
   python scripts/sweep.py --sweep configs/sweeps/minilm_core.py:<lambda> --root workdirs/study \
       --archive results/runs/study
-  python scripts/aggregate.py --workdirs results/runs/study --which final --out results/study
+  python scripts/aggregate.py --workdirs results/runs/study --which final --out results/study \
+      --average_tasks=cola,mrpc,rte,stsb
 
 `<lambda>` is PATS's peak noise scale chosen on the tuning grid (`minilm_tune.py`;
 `results/GLUE_MINILM.md` records the choice), optionally followed by the options chosen there
