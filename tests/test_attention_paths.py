@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import jax
 import jax.numpy as jnp
 import numpy as np
+from _train_helpers import REPO_ROOT, cache_env
 
 from pats_jax import models
 from pats_jax.models import testing
@@ -41,11 +45,6 @@ def test_cudnn_model_runs_single_query_attention_through_xla(tmp_path, monkeypat
 
 
 def test_gpu_attention_check_says_it_needs_a_gpu():
-  import subprocess
-  import sys
-
-  from _train_helpers import REPO_ROOT, cache_env
-
   result = subprocess.run(
     [sys.executable, str(REPO_ROOT / "scripts/check_gpu_attention.py")],
     capture_output=True,
