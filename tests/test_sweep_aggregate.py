@@ -20,6 +20,7 @@ from pats_jax import testing
 
 sys.path.insert(0, str(REPO_ROOT / "scripts"))
 import aggregate
+import pats_stats
 import sweep
 
 
@@ -356,3 +357,21 @@ def test_average_column_over_complete_seeds_without_wnli(tmp_path):
   assert aggregate.summarize(chosen)["plain", "average"]["mean"] == pytest.approx(0.555)
   with pytest.raises(ValueError, match=r"--average_tasks names tasks without runs: \['cola'\]"):
     aggregate.with_average(aggregate.load_runs(tmp_path), ["cola", "rte"])
+
+
+def test_pats_stats_summarise_logged_importance_per_method(tmp_path):
+  _write_run(tmp_path, "rte", "plain", 0, 0.6)
+  for seed, below in ((0, (0.99, 0.97)), (1, (0.98,))):
+    _write_run(tmp_path, "rte", "pats", seed, 0.6, noise_scale=0.05)
+    lines = [
+      {"step": 10 * i, "pats/r_below_0.1": share, "pats/r_mean": 0.01}
+      for i, share in enumerate(below)
+    ]
+    lines.append({"step": 99, "eval": {"validation/accuracy": 0.6}})
+    (tmp_path / "rte/pats_ns0.05" / str(seed) / "metrics.jsonl").write_text(
+      "\n".join(json.dumps(line) for line in lines)
+    )
+  table = pats_stats.collect(tmp_path)
+  assert list(table) == [("pats@0.05", "rte")]  # Plain logs no pats/* statistics.
+  cell = table["pats@0.05", "rte"]
+  assert len(cell["runs"]) == 2 and sorted(cell["pats/r_below_0.1"]) == [0.97, 0.98, 0.99]
