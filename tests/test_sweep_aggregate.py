@@ -311,7 +311,7 @@ def test_sweep_jobs_run_the_first_alone_then_several_at_a_time(tmp_path, monkeyp
     with lock:
       running[0] += 1
       order.append((workdir.relative_to(tmp_path).as_posix(), running[0]))
-    time.sleep(0.2)
+    time.sleep(0.5)
     (workdir / "results.json").write_text("{}")
     with lock:
       peak.append(running[0])
@@ -322,8 +322,9 @@ def test_sweep_jobs_run_the_first_alone_then_several_at_a_time(tmp_path, monkeyp
   outcome = sweep.run_sweep(config, tmp_path, jobs=3)
   names = [run.name for run in sweep.grid(config)]
   assert outcome["done"] == names and not outcome["failed"]
-  # The first runs alone (it fills the compilation cache): the second starts after it ends.
-  assert order[:2] == [(names[0], 1), (names[1], 1)]
+  # The first runs alone (it fills the compilation cache): the next start (any of the pool's
+  # first three, in whatever order the threads get there) comes after it ends.
+  assert order[0] == (names[0], 1) and order[1][1] == 1
   assert max(peak) == 3  # Then 3 at a time.
 
 
