@@ -165,9 +165,9 @@ def peak_flops(device: Any, dtype: Any) -> float | None:
   return None
 
 
-def step_flops(jitted: Callable, *args: Any) -> float | None:
-  """FLOPs of one call of `jitted(*args)` from XLA's cost analysis, when it reports them."""
-  cost = jitted.lower(*args).compile().cost_analysis()
+def step_flops(compiled: Any) -> float | None:
+  """FLOPs of one call of a compiled step from XLA's cost analysis, when it reports them."""
+  cost = compiled.cost_analysis()
   if isinstance(cost, list):
     cost = cost[0] if cost else {}
   flops = (cost or {}).get("flops")
@@ -236,11 +236,12 @@ def main() -> None:
     jitted[name], states[name] = make_jitted_step(
       flash if name == "plain_flash" else pretrained, config, full_last_layer=name == "plain_full"
     )
-  flops = {name: step_flops(jitted[name], states[name], batch) for name in jitted}
+  compiled = {name: jitted[name].lower(states[name], batch).compile() for name in jitted}
+  flops = {name: step_flops(compiled[name]) for name in compiled}
   del pretrained, flash
   if args.kernels:
-    for name in jitted:
-      ops = entry_ops(jitted[name].lower(states[name], batch).compile().as_text())
+    for name in compiled:
+      ops = entry_ops(compiled[name].as_text())
       detail = ", ".join(f"{op} {count}" for op, count in ops.most_common(6))
       print(f"{name:<11} {sum(ops.values()):6d} ops  ({detail}, ...)")
     return

@@ -38,8 +38,8 @@ sweep() {  # sweep <sweep file[:arg]> <root> <archive> [flags...]
 sweep minilm_tune.py "$TUNE_ROOT" "$TUNE_ARCHIVE"
 LAMBDA=$("$PYTHON" scripts/choose_pats.py --workdirs "$TUNE_ARCHIVE" --quiet)
 sweep "minilm_tune_options.py:$LAMBDA" "$TUNE_ROOT" "$TUNE_ARCHIVE"
-"$PYTHON" scripts/choose_pats.py --workdirs "$TUNE_ARCHIVE"
-CHOICE=$("$PYTHON" scripts/choose_pats.py --workdirs "$TUNE_ARCHIVE" --quiet)
+# The rules' report goes to the log; its last line is the choice.
+CHOICE=$("$PYTHON" scripts/choose_pats.py --workdirs "$TUNE_ARCHIVE" | tee /dev/stderr | tail -n 1)
 echo "[study] chosen: $CHOICE"
 sweep "minilm_core.py:$CHOICE" "$ROOT" "$ARCHIVE"
 sweep "minilm_baselines.py:$CHOICE" "$ROOT" "$ARCHIVE" "${SEED_FLAG[@]}"

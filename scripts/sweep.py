@@ -268,7 +268,8 @@ def run_sweep(
 
   # With several at a time, the first run goes alone: it fills the compilation cache, which
   # the others then read instead of all compiling the same shapes at once.
-  first, rest = todo[:1] if jobs > 1 else [], todo[1:] if jobs > 1 else todo
+  first = todo[:1] if jobs > 1 else []
+  rest = todo[len(first) :]
   for run, workdir, archived in first:
     outcome[execute(run, workdir, archived)].append(run.name)
   with concurrent.futures.ThreadPoolExecutor(max_workers=jobs) as pool:
