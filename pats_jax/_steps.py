@@ -84,22 +84,35 @@ def _unravel(flat: jax.Array, like: jax.Array) -> jax.Array:
   return jnp.reshape(flat, like.shape)
 
 
+def _order_key(x: jax.Array) -> jax.Array:
+  """Signed integers that order like the floats `x` (`-0.0` taken as `+0.0`).
+
+  A float's bits read as a signed integer order non-negative floats correctly and
+  negative ones backwards; flipping every bit but the sign of the negative ones fixes
+  that (the usual radix-sort key). XLA:CPU sorts a lone integer array with a plain `<`
+  about 5x faster than floats, whose comparator implements a total order with NaNs.
+  """
+  bits = jnp.finfo(x.dtype).bits
+  int_type = jnp.dtype(f"int{bits}")
+  x = jnp.where(x == 0, jnp.zeros_like(x), x)
+  k = jax.lax.bitcast_convert_type(x, int_type)
+  return k ^ ((k >> (bits - 1)) & jnp.iinfo(int_type).max)
+
+
 def _rank01(imp: jax.Array) -> jax.Array:
   """Rank of each element in its leaf divided by (size − 1); ties share the lowest rank.
 
-  One argsort, one cumulative max and one scatter per leaf. Ties taking the lowest rank
-  make a constant leaf give `r = 0` everywhere, as `minmax` does (no information).
+  `rank(x_i) = #{j : x_j < x_i}`: one sort of integer keys (`_order_key`) and one
+  binary search per element (`searchsorted`, side "left", which gives ties the lowest
+  rank). Ties taking the lowest rank make a constant leaf give `r = 0` everywhere, as
+  `minmax` does (no information). On XLA:CPU this is ~2x faster than an argsort and a
+  scatter (`scripts/bench_update.py --variants pats-rank`).
   """
   n = imp.size
   if n <= 1:
     return jnp.zeros_like(imp)
-  flat = _ravel(imp)
-  order = jnp.argsort(flat)
-  sorted_vals = flat[order]
-  idx = jnp.arange(n, dtype=jnp.int32)
-  starts = jnp.concatenate([jnp.ones((1,), bool), sorted_vals[1:] != sorted_vals[:-1]])
-  first = jax.lax.cummax(jnp.where(starts, idx, 0))  # lowest rank of each tie group
-  ranks = jnp.zeros((n,), jnp.int32).at[order].set(first, unique_indices=True)
+  keys = _order_key(_ravel(imp))
+  ranks = jnp.searchsorted(jnp.sort(keys), keys, side="left", method="scan")
   return _unravel(ranks.astype(imp.dtype) / (n - 1), imp)
 
 

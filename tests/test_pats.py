@@ -13,7 +13,7 @@ import optax
 import pytest
 
 import pats_jax
-from pats_jax import _adamw, _masks, _noisytune, _pats, _sage, _threefry
+from pats_jax import _adamw, _masks, _noisytune, _pats, _sage, _steps, _threefry
 
 # --- the reference: PATS_SPEC.md in NumPy (float64) -------------------------------------
 
@@ -197,6 +197,20 @@ def test_noise_amplitude_matches_numpy(normalize, direction):
   expected = 0.5 * np.std(theta.astype(np.float64)) * (r if direction == "inverse" else 1 - r)
   np.testing.assert_allclose(a["w"], expected, rtol=1e-5, atol=1e-7)
   assert a["w"].shape == theta.shape
+
+
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16])
+def test_rank_of_signed_zero_ties_and_infinities_matches_numpy(dtype):
+  """`_order_key` orders like the floats, so ranks match NumPy's sort on any sign."""
+  values = np.array([3.0, -0.0, 0.0, -2.5, np.inf, -np.inf, 1e-30, -1e-30, 3.0, -2.5, 0.5])
+  values = np.concatenate([values, np.random.default_rng(0).normal(size=200)])
+  x = jnp.asarray(values, dtype)
+  exact = np.asarray(x.astype(jnp.float32), np.float64)  # the values after rounding
+  got = np.asarray(_steps.normalize(x.astype(jnp.float32), "rank"), np.float64)
+  n = exact.size - 1
+  np.testing.assert_array_equal(np.rint(got * n), np.rint(np_normalize(exact, "rank") * n))
+  key_order = np.argsort(np.asarray(_steps._order_key(x)), kind="stable")
+  assert np.all(np.diff(exact[key_order]) >= 0)
 
 
 @pytest.mark.parametrize("normalize", ["minmax", "rank"])
