@@ -141,6 +141,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.pats.distribution = "uniform"
   config.pats.noise_on_embeddings = True  # False: no noise on the embedding tables.
   config.pats.ema_dtype = ""  # "" = parameter dtype; "bfloat16" halves the EMA memory.
+  # True: one batched reduction per group of same-shaped leaves for std and min/max (fewer
+  # kernels on GPU/TPU; results equal up to float32 rounding). See results/PERFORMANCE.md.
+  config.pats.batch_reductions = False
   config.noisytune = ml_collections.ConfigDict()
   config.noisytune.scale = 0.15
   config.sage = ml_collections.ConfigDict()

@@ -66,13 +66,14 @@ def pats_adamw(
   distribution: str = "uniform",
   mask: _masks.MaskOrFn = None,
   ema_dtype: Any = None,
+  batch_reductions: bool = False,
 ) -> optax.GradientTransformationExtraArgs:
   """PATS around `adamw`: `pats(adamw(learning_rate, ...), noise_scale=..., key=...)`.
 
   Args:
     learning_rate, weight_decay, b1, b2, eps, decay_mask: as for `adamw`.
     noise_scale, key, beta1, beta2, sensitivity, normalize, direction, distribution,
-      mask, ema_dtype: as for `pats` (`mask` selects the noised leaves).
+      mask, ema_dtype, batch_reductions: as for `pats` (`mask` selects the noised leaves).
 
   Returns:
     An `optax.GradientTransformationExtraArgs` with a `PatsState` state.
@@ -98,4 +99,5 @@ def pats_adamw(
     distribution=distribution,
     mask=mask,
     ema_dtype=ema_dtype,
+    batch_reductions=batch_reductions,
   )

@@ -25,6 +25,13 @@ def check_choice(name: str, value: Any, allowed: Sequence[str]) -> str:
   return value
 
 
+def check_bool(name: str, value: Any) -> bool:
+  """Returns `value` if it is a Python or NumPy bool, else raises TypeError naming `name`."""
+  if not isinstance(value, bool | np.bool_):
+    raise TypeError(f"{name} must be True or False; got {value!r}.")
+  return bool(value)
+
+
 def concrete_float(value: Any) -> float | None:
   """The Python float of a scalar whose value is known now, None under tracing."""
   if isinstance(value, jax.core.Tracer):

@@ -10,6 +10,7 @@ upcast for the arithmetic and the results cast back where they are stored.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import jax
@@ -116,7 +117,7 @@ def _rank01(imp: jax.Array) -> jax.Array:
   return _unravel(ranks.astype(imp.dtype) / (n - 1), imp)
 
 
-def _min_max(x: jax.Array) -> tuple[jax.Array, jax.Array]:
+def min_max(x: jax.Array) -> tuple[jax.Array, jax.Array]:
   """`(min x, max x)` in one reduction (one read of `x` where XLA would do two)."""
   return jax.lax.reduce(
     (x, x),
@@ -126,17 +127,20 @@ def _min_max(x: jax.Array) -> tuple[jax.Array, jax.Array]:
   )
 
 
-def normalize(imp: jax.Array, method: str) -> jax.Array:
+def normalize(
+  imp: jax.Array, method: str, bounds: tuple[jax.Array, jax.Array] | None = None
+) -> jax.Array:
   """Step 4: importance to `r ∈ [0, 1]` within the leaf.
 
-  "minmax": `(I − min I)/(max I − min I)`, and 0 where `max I = min I`. "rank": the
-  element's rank over (size − 1). "none": 0 (a scalar, broadcast by the caller).
+  "minmax": `(I − min I)/(max I − min I)`, and 0 where `max I = min I`; `bounds` is
+  `min_max(imp)` when the caller has it already (`per_leaf`). "rank": the element's rank
+  over (size − 1). "none": 0 (a scalar, broadcast by the caller).
   """
   if method == "none":
     return jnp.zeros((), imp.dtype)
   if method == "rank":
     return _rank01(imp)
-  lo, hi = _min_max(imp)
+  lo, hi = min_max(imp) if bounds is None else bounds
   span = hi - lo
   inv = jnp.where(span > 0, 1 / jnp.where(span > 0, span, 1), 0)
   return (imp - lo) * inv
@@ -147,11 +151,43 @@ def leaf_std(theta: jax.Array) -> jax.Array:
   return jnp.std(theta.astype(compute_dtype(theta.dtype)))
 
 
-def amplitude(theta: jax.Array, r: jax.Array, noise_scale: Any, direction: str) -> jax.Array:
-  """Step 5: `a = λ · std(θ_W) · (1 − r)` ("normal") or `λ · std(θ_W) · r` ("inverse")."""
+def amplitude(
+  theta: jax.Array, r: jax.Array, noise_scale: Any, direction: str, std: Any = None
+) -> jax.Array:
+  """Step 5: `a = λ · std(θ_W) · (1 − r)` ("normal") or `λ · std(θ_W) · r` ("inverse").
+
+  `std` is `leaf_std(theta)` when the caller has it already (`per_leaf`).
+  """
   weight = r if direction == "inverse" else 1 - r
-  scale = (noise_scale * leaf_std(theta)).astype(weight.dtype)
+  std = leaf_std(theta) if std is None else std
+  scale = (noise_scale * std).astype(weight.dtype)
   return scale * weight
+
+
+def per_leaf(fn: Callable[[jax.Array], Any], arrays: Sequence[jax.Array], batched: bool) -> list:
+  """`[fn(x) for x in arrays]` for a per-leaf reduction `fn` (`leaf_std`, `min_max`).
+
+  With `batched`, the arrays of one shape and dtype are stacked and reduced by one
+  `jax.vmap(fn)`: one reduction per group instead of one per leaf (BERT-base's ~75 weight
+  matrices have 7 shapes). That is fewer kernel launches where a step over many small
+  leaves is launch-bound (GPU, TPU); the stack is fused into the reduction's input there.
+  The results equal the per-leaf ones up to the float32 rounding of the sums (the order
+  of a reduction is the compiler's choice); minima and maxima are exact.
+  """
+  if not batched:
+    return [fn(x) for x in arrays]
+  groups: dict[tuple, list[int]] = {}
+  for i, x in enumerate(arrays):
+    groups.setdefault((x.shape, jnp.dtype(x.dtype)), []).append(i)
+  out: list = [None] * len(arrays)
+  for members in groups.values():
+    if len(members) == 1:
+      out[members[0]] = fn(arrays[members[0]])
+      continue
+    stacked = jax.vmap(fn)(jnp.stack([arrays[i] for i in members]))
+    for k, i in enumerate(members):
+      out[i] = jax.tree.map(lambda r, k=k: r[k], stacked)
+  return out
 
 
 def _sampler(distribution: str):

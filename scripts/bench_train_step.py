@@ -201,6 +201,12 @@ def main() -> None:
     "launch each) instead of timing",
   )
   parser.add_argument(
+    "--batch_reductions",
+    action="store_true",
+    help="also time PATS with `batch_reductions=True` (`pats_batched`: one reduction per "
+    "group of same-shaped leaves; fewer kernels)",
+  )
+  parser.add_argument(
     "--full_last_layer",
     action="store_true",
     help="also time plain AdamW with the last layer computed for every token (`plain_full`)",
@@ -227,6 +233,10 @@ def main() -> None:
     "plain": trainer_config("plain"),
     "pats": trainer_config("pats", ema_dtype=args.ema_dtype),
   }
+  if args.batch_reductions:
+    variants["pats_batched"] = trainer_config(
+      "pats", ema_dtype=args.ema_dtype, batch_reductions=True
+    )
   if args.full_last_layer:
     variants["plain_full"] = variants["plain"]
   if flash is not None:
@@ -270,6 +280,12 @@ def main() -> None:
     f"PATS overhead: {med['pats'] / med['plain'] - 1:+.1%} (medians), "
     f"{statistics.median(ratios) - 1:+.1%} (median of per-round ratios)"
   )
+  if "pats_batched" in times:
+    ratios = [p / q for p, q in zip(times["pats_batched"], times["plain"], strict=True)]
+    print(
+      f"PATS overhead, batch_reductions: {med['pats_batched'] / med['plain'] - 1:+.1%} "
+      f"(medians), {statistics.median(ratios) - 1:+.1%} (median of per-round ratios)"
+    )
   if "plain_full" in times:
     ratios = [p / q for p, q in zip(times["plain"], times["plain_full"], strict=True)]
     print(

@@ -24,7 +24,8 @@ Variants: `adamw` (`pats_jax.adamw`), `pats` (`pats_jax.pats_adamw`, default kno
 `pats-rbg` (the `rbg` PRNG instead of threefry: faster bits, but noise not guaranteed
 identical across shardings), `pats-hashfree` (the default with the 20-round Threefry hash
 replaced by one multiply: not random, so not an option, but the bound on what any cheaper
-noise generator could gain).
+noise generator could gain), `pats-batched` (`batch_reductions=True`: the per-leaf
+statistics in one reduction per group of same-shaped leaves).
 """
 
 from __future__ import annotations
@@ -61,6 +62,7 @@ VARIANTS = (
   "pats-uncertainty",
   "pats-rbg",
   "pats-hashfree",
+  "pats-batched",
 )
 
 
@@ -114,6 +116,8 @@ def make_variant(name: str) -> optax.GradientTransformation:
     kw["beta2"] = 0.85
   elif name == "pats-rbg":
     kw["key"] = jax.random.key(0, impl="rbg")
+  elif name == "pats-batched":
+    kw["batch_reductions"] = True
   return pats_jax.pats_adamw(2e-5, **kw)
 
 

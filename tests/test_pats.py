@@ -288,6 +288,62 @@ def test_direction_inverse_noises_sensitive_parameters():
   assert out["inverse"].ravel()[hi].mean() > out["inverse"].ravel()[lo].mean()
 
 
+def test_per_leaf_batches_same_shapes_and_keeps_the_order():
+  rng = np.random.default_rng(3)
+  shapes = [(4, 3), (2, 5), (4, 3), (4, 3), (7,), (2, 5)]
+  arrays = [jnp.asarray(rng.normal(size=s), jnp.float32) for s in shapes]
+  arrays.append(jnp.asarray(rng.normal(size=(4, 3)), jnp.bfloat16))  # its own group
+  for fn in (_steps.min_max, _steps.leaf_std):
+    want = [fn(x) for x in arrays]
+    got = _steps.per_leaf(fn, arrays, batched=True)
+    assert len(got) == len(want)
+    for g, w in zip(got, want, strict=True):
+      jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6), g, w)
+  assert _steps.per_leaf(_steps.leaf_std, arrays, batched=False) == [
+    _steps.leaf_std(x) for x in arrays
+  ]
+
+
+@pytest.mark.parametrize(
+  ("normalize", "direction", "beta2"),
+  [
+    ("minmax", "normal", None),
+    ("minmax", "inverse", 0.9),
+    ("rank", "normal", None),
+    ("none", "normal", None),
+  ],
+)
+def test_batch_reductions_gives_the_per_leaf_updates(normalize, direction, beta2):
+  """Same-shaped leaves reduced together: the same noise (up to float32 rounding of the
+  sums), the same state, on a tree with groups, a single leaf and a bfloat16 leaf."""
+  rng = np.random.default_rng(1)
+  params = {
+    f"layer{i}": {"q": jnp.asarray(rng.normal(size=(8, 8)) * (i + 1), jnp.float32)}
+    for i in range(3)
+  }
+  params["ffn"] = jnp.asarray(rng.normal(size=(8, 16)), jnp.float32)
+  params["emb"] = jnp.asarray(rng.normal(size=(8, 8)), jnp.bfloat16)
+  kw = {"noise_scale": 0.3, "key": 4, "normalize": normalize, "direction": direction}
+  runs = []
+  for batched in (False, True):
+    opt = pats_jax.pats(optax.set_to_zero(), beta2=beta2, batch_reductions=batched, **kw)
+    state, updates = opt.init(params), []
+    update = jax.jit(opt.update)
+    for t in range(3):
+      u, state = update(make_grads(params, seed=40 + t), state, params)
+      updates.append(u)
+    runs.append((updates, state))
+  (want_u, want_s), (got_u, got_s) = runs
+  assert float(jnp.abs(want_u[-1]["layer2"]["q"]).max()) > 0  # noise is drawn
+  for g, w in zip(got_u, want_u, strict=True):
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7), g, w)
+  jax.tree.map(
+    lambda a, b: np.testing.assert_array_equal(np.asarray(a), np.asarray(b)),
+    got_s.sensitivity,
+    want_s.sensitivity,
+  )
+
+
 def test_schedule_is_evaluated_at_the_step_count():
   """λ_t = schedule(count), count = steps taken before this one (0 at step 1)."""
   params = make_params()

@@ -275,6 +275,7 @@ def test_init_with_abstract_params_and_donated_jit():
     ({"key": "seed"}, TypeError, r"key must be a JAX PRNG key"),
     ({"key": 1.5}, TypeError, r"key must be a JAX PRNG key"),
     ({"ema_dtype": jnp.int32}, TypeError, r"ema_dtype must be a floating dtype"),
+    ({"batch_reductions": "yes"}, TypeError, r"batch_reductions must be True or False"),
     ({"mask": {"w": "yes"}}, TypeError, r"mask must be a pytree of bools"),
     ({"inner": "adam"}, TypeError, r"inner must be an optax GradientTransformation"),
   ],

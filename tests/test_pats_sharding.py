@@ -26,6 +26,7 @@ def make_params():
     "w": jnp.asarray(rng.normal(size=(16, 32)), jnp.float32),
     "v": jnp.asarray(rng.normal(size=(8, 4, 8)), jnp.float32),
     "b": jnp.asarray(rng.normal(size=(32,)), jnp.float32),
+    "u": jnp.asarray(rng.normal(size=(16, 32)) * 3, jnp.float32),  # w's shape: one group
   }
 
 
@@ -34,9 +35,14 @@ def grads_for(params, t):
   return jax.tree.map(lambda p: jnp.asarray(rng.normal(size=p.shape), p.dtype), params)
 
 
-def make_opt(normalize):
+def make_opt(normalize, batch_reductions=False):
   return pats_jax.pats(
-    optax.adamw(1e-2, weight_decay=0.1), noise_scale=0.2, key=5, beta2=0.9, normalize=normalize
+    optax.adamw(1e-2, weight_decay=0.1),
+    noise_scale=0.2,
+    key=5,
+    beta2=0.9,
+    normalize=normalize,
+    batch_reductions=batch_reductions,
   )
 
 
@@ -64,10 +70,10 @@ def run(opt, params, place, scalar_sharding):
 
 def specs_for(layout):
   if layout == "replicated":
-    return {"w": P(), "v": P(), "b": P()}
+    return {"w": P(), "v": P(), "b": P(), "u": P()}
   if layout == "sharded_rows":
-    return {"w": P("x"), "v": P("x"), "b": P("x")}
-  return {"w": P(None, "x"), "v": P(None, None, "x"), "b": P("x")}  # sharded columns
+    return {"w": P("x"), "v": P("x"), "b": P("x"), "u": P("x")}
+  return {"w": P(None, "x"), "v": P(None, None, "x"), "b": P("x"), "u": P(None, "x")}  # columns
 
 
 def arrays(tree):
@@ -84,6 +90,9 @@ CASES = [
   for layout in ("replicated", "sharded_rows", "sharded_cols")
 ]
 CASES += [(AxisType.Auto, "sharded_rows", "rank"), (AxisType.Explicit, "sharded_cols", "rank")]
+# batch_reductions: w and u reduced as one stacked group, sharded like its members.
+CASES += [(AxisType.Auto, "sharded_cols", "minmax+batched")]
+CASES += [(AxisType.Explicit, "sharded_rows", "minmax+batched")]
 
 
 @pytest.mark.parametrize(
@@ -93,7 +102,8 @@ CASES += [(AxisType.Auto, "sharded_rows", "rank"), (AxisType.Explicit, "sharded_
 )
 def test_mesh_gives_single_device_updates_and_stable_state_sharding(axis_type, layout, normalize):
   assert jax.device_count() == 8, "tests/conftest.py sets jax_num_cpu_devices=8"
-  opt = make_opt(normalize)
+  normalize, _, variant = normalize.partition("+")
+  opt = make_opt(normalize, batch_reductions=variant == "batched")
   device0 = jax.devices()[0]
   ref_updates, ref_states, _ = run(
     opt, make_params(), lambda t: jax.device_put(t, device0), device0
@@ -118,7 +128,7 @@ def test_mesh_gives_single_device_updates_and_stable_state_sharding(axis_type, l
   for name, sharding in shardings.items():
     assert params[name].sharding.is_equivalent_to(sharding, params[name].ndim)
   for state in states:
-    for leaf_name in ("w", "v"):
+    for leaf_name in ("w", "v", "u"):
       ema = state.sensitivity[leaf_name]
       assert ema.sharding.is_equivalent_to(shardings[leaf_name], ema.ndim)
     for mu in (state.inner_state[0].mu, state.inner_state[0].nu):

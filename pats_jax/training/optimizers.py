@@ -168,6 +168,7 @@ def make_optimizer(config: ml_collections.ConfigDict, num_updates: int) -> Optim
       distribution=config.pats.distribution,
       mask=noise_mask(config),
       ema_dtype=jnp.dtype(config.pats.ema_dtype) if config.pats.ema_dtype else None,
+      batch_reductions=config.pats.batch_reductions,
       **pats_options,
     )
   elif method in ("plain", "noisytune"):
