@@ -58,6 +58,12 @@ RANDOM_SHAPES = {
     "num_attention_heads": 16,
     "intermediate_size": 4096,
   },
+  "bert-tiny": {  # for the script's own test
+    "hidden_size": 32,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 2,
+    "intermediate_size": 64,
+  },
 }
 # Peak dense FLOP/s per device kind (bf16 / fp32), for MFU on a GPU.
 PEAK_FLOPS = {

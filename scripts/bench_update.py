@@ -52,6 +52,7 @@ from pats_jax import _threefry
 TREES = {  # vocab, hidden, layers, intermediate, max positions
   "minilm": (30522, 384, 6, 1536, 512),
   "bert-base": (30522, 768, 12, 3072, 512),
+  "tiny": (1000, 32, 2, 64, 64),  # for the script's own test
 }
 VARIANTS = (
   "adamw",
