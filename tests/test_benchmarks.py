@@ -67,3 +67,22 @@ def test_bench_train_step_runs_every_variant(kernels):
     assert re.search(pattern, out, re.MULTILINE), (name, out)
   if not kernels:
     assert "PATS overhead, batch_reductions:" in out, out
+
+
+def test_bench_memory_reports_state_bytes_and_peaks():
+  out = run_script(
+    "bench_memory.py", "--model", "bert-tiny", "--batch_size", "4", "--length", "16",
+    "--peak_variants", "plain AdamW", "PATS, bf16 EMA",
+  )  # fmt: skip
+  assert re.search(r"^PATS\+unc\., bf16 EMAs\s+[\d.]+", out, re.MULTILINE), out
+  assert re.search(r"^PATS, bf16 EMA: peak [+-][\d.]+% vs plain AdamW", out, re.MULTILINE), out
+
+
+def test_bench_torch_times_torch_and_both_jax_steps():
+  pytest.importorskip("torch")
+  out = run_script(
+    "bench_torch.py", "--model", "bert-tiny", "--batch_size", "2", "--length", "16",
+    "--rounds", "1", "--warmup", "0", "--threads", "1",
+  )  # fmt: skip
+  for name in ("torch eager AdamW", "jax jit AdamW", "jax jit PATS"):
+    assert re.search(rf"^{name}\s+[\d.]+ ms/step", out, re.MULTILINE), (name, out)
