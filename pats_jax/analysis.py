@@ -51,20 +51,22 @@ def dev_sensitivity(
     ValueError: `batches` is empty.
   """
 
+  # θ is an argument, not a closure: a closed-over array would be compiled in as a constant,
+  # so the compiled step (and its persistent-cache entry) would hold one run's weights.
   @jax.jit
-  def accumulate(total: Any, batch: Mapping[str, jax.Array]) -> Any:
-    grads = jax.grad(loss_fn)(params, batch)
+  def accumulate(total: Any, theta: Any, batch: Mapping[str, jax.Array]) -> Any:
+    grads = jax.grad(loss_fn)(theta, batch)
     return jax.tree.map(
-      lambda acc, theta, g: acc + jnp.abs(theta.astype(jnp.float32) * g.astype(jnp.float32)),
+      lambda acc, t, g: acc + jnp.abs(t.astype(jnp.float32) * g.astype(jnp.float32)),
       total,
-      params,
+      theta,
       grads,
     )
 
   total = optax.tree.zeros_like(params, dtype=jnp.float32)
   count = 0
   for batch in batches:
-    total = accumulate(total, batch)
+    total = accumulate(total, params, batch)
     count += 1
   if count == 0:
     raise ValueError("dev_sensitivity got no batches: the dev split is empty")
