@@ -170,9 +170,10 @@ def per_leaf(fn: Callable[[jax.Array], Any], arrays: Sequence[jax.Array], batche
   With `batched`, the arrays of one shape and dtype are stacked and reduced by one
   `jax.vmap(fn)`: one reduction per group instead of one per leaf (BERT-base's 77 weight
   matrices have 7 shapes). That is fewer kernel launches where a step over many small
-  leaves is launch-bound (GPU, TPU); the stack is fused into the reduction's input there.
-  The results equal the per-leaf ones up to the float32 rounding of the sums (the order
-  of a reduction is the compiler's choice); minima and maxima are exact.
+  leaves is launch-bound (GPU, TPU), if the compiler fuses the stack into the reduction's
+  input; XLA:CPU materialises some stacks and is slower (`results/PERFORMANCE.md`). The
+  results equal the per-leaf ones up to the float32 rounding of the sums (the order of a
+  reduction is the compiler's choice); minima and maxima are exact.
   """
   if not batched:
     return [fn(x) for x in arrays]
