@@ -4,8 +4,9 @@ r"""Issue 6, step 3: the baselines on CoLA, MRPC, RTE, STS-B, 3 seeds (paired wi
       --root workdirs/study --archive results/runs/study
 
 NoisyTune (noise once before training, λ = 0.15), sensitivity-blind noise (`uniform`: PATS
-with r = 1, the same noise scale), inverse PATS (`inverse`: more noise where sensitivity is
-low) and SAGE (its own lr, 2.5x, see `configs/glue.py`). `<lambda>` is the tuned PATS noise
+with `normalize="none"`, so r = 0 and every parameter gets the full λ·std(θ_W), the same
+noise scale), inverse PATS (`inverse`: a = λ·std(θ_W)·r, more noise where sensitivity is
+high) and SAGE (its own lr, 2.5x, see `configs/glue.py`). `<lambda>` is the tuned PATS noise
 scale, also used by `uniform` and `inverse` so they differ from PATS in the allocation only.
 Seeds 0-2 here; extend `--sweep.seeds` to 5 when time allows (finished runs are skipped).
 """
