@@ -11,7 +11,10 @@ measure concentration over all selected parameters with
 
 - the Gini coefficient `G = Σ_i (2i − n − 1) x_(i) / (n Σ_i x_i)` of the sorted values
   `x_(1) ≤ … ≤ x_(n)` (0: all equal; → 1: all mass on one parameter), and
-- the share of the total sensitivity held by the top 1% and top 10% of parameters.
+- the share of the total sensitivity held by the top 1% and top 10% of parameters;
+
+and whether it goes with the score by Spearman's rank correlation over runs, with a
+permutation test that shuffles the scores within groups (`concentration_vs_score`).
 
 References:
   Zhang et al., PATS, EMNLP 2022 (arXiv 2210.12403); Molchanov et al., "Importance estimation
@@ -126,6 +129,102 @@ def select_leaves(tree: Any, *, include_embeddings: bool = False) -> dict[str, n
       continue
     leaves[name] = np.asarray(leaf)
   return leaves
+
+
+def rank_correlation(
+  x: np.ndarray, y: np.ndarray, groups: np.ndarray, *, permutations: int = 10000, seed: int = 0
+) -> tuple[float, float]:
+  """Spearman's ρ(x, y) and a permutation p-value that shuffles y within `groups`.
+
+  Two-sided: p = (1 + #{|ρ_perm| >= |ρ|}) / (1 + permutations). Shuffling within groups
+  keeps what the groups share (a task, a method) out of the null; with centred values and
+  two runs per group, the points of a group are mirror images, so treating them as
+  independent (as `scipy.stats.spearmanr`'s p does) would overstate the evidence.
+  NaN when x or y is constant or there are fewer than 3 points.
+  """
+  from scipy import stats
+
+  x, y, groups = np.asarray(x, float), np.asarray(y, float), np.asarray(groups)
+  if x.size < 3 or np.ptp(x) == 0 or np.ptp(y) == 0:
+    return float("nan"), float("nan")
+  rx = stats.rankdata(x)
+  ry = stats.rankdata(y)
+  rx = (rx - rx.mean()) / np.linalg.norm(rx - rx.mean())
+  ry = ry - ry.mean()
+  rho = float(rx @ ry / np.linalg.norm(ry))
+  rng = np.random.default_rng(seed)
+  shuffled = np.tile(ry, (permutations, 1))
+  for group in np.unique(groups):
+    members = np.flatnonzero(groups == group)
+    shuffled[:, members] = rng.permuted(shuffled[:, members], axis=1)
+  null = shuffled @ rx / np.linalg.norm(ry)
+  p = (1 + np.sum(np.abs(null) >= abs(rho) - 1e-12)) / (1 + permutations)
+  return rho, float(p)
+
+
+def concentration_vs_score(records: list[dict]) -> list[dict]:
+  """Does a better run have more concentrated sensitivity? Spearman's ρ(Gini, final score).
+
+  The paper's second claim, tested on finished runs. `records` are dicts with `task`,
+  `method`, `final_score` and `stats["gini"]` (`scripts/sensitivity.py`'s per-run records).
+
+  Per task and over all tasks (`all`), two readings, each with a permutation p-value
+  (`rank_correlation`):
+  - `across`: every run (all methods and seeds), scores shuffled within the task (over all
+    tasks, Gini and score are first centred within their task). Methods that change both
+    (e.g. more noise) drive it.
+  - `within`: Gini and score centred within each (task, method) cell of >= 2 runs and
+    shuffled within it, so only seed-to-seed differences at equal method count: "is a
+    better seed of the same method more concentrated?", free of the method's own effect.
+
+  A task or cell whose runs all score the same says nothing about the association and is
+  left out (e.g. WNLI, where every run predicts the same dev labels).
+
+  Returns:
+    One dict per task, then `all`: `task`, `runs`, `rho_across`, `p_across`,
+    `runs_within`, `rho_within`, `p_within` (NaN where undefined); `runs` and
+    `runs_within` count the runs used.
+  """
+  tasks = sorted({record["task"] for record in records})
+  pooled: dict[str, list[list]] = {"across": [[], [], []], "within": [[], [], []]}
+
+  def add(target: list[list], group: list[dict], label: str) -> None:
+    gini = np.array([r["stats"]["gini"] for r in group])
+    score = np.array([r["final_score"] for r in group])
+    if np.ptp(score) == 0:
+      return
+    target[0].extend(gini - gini.mean())
+    target[1].extend(score - score.mean())
+    target[2].extend([label] * len(group))
+
+  rows = []
+  for task in [*tasks, "all"]:
+    if task == "all":
+      across, within = pooled["across"], pooled["within"]
+    else:
+      across, within = [[], [], []], [[], [], []]
+      add(across, [r for r in records if r["task"] == task], task)
+      for method in sorted({r["method"] for r in records if r["task"] == task}):
+        cell = [r for r in records if r["task"] == task and r["method"] == method]
+        if len(cell) >= 2:
+          add(within, cell, f"{task}/{method}")
+      for name, part in (("across", across), ("within", within)):
+        for column, values in zip(pooled[name], part, strict=True):
+          column.extend(values)
+    rho_across, p_across = rank_correlation(*across)
+    rho_within, p_within = rank_correlation(*within)
+    rows.append(
+      {
+        "task": task,
+        "runs": len(across[0]),
+        "rho_across": rho_across,
+        "p_across": p_across,
+        "runs_within": len(within[0]),
+        "rho_within": rho_within,
+        "p_within": p_within,
+      }
+    )
+  return rows
 
 
 LOG10_BINS = np.linspace(-16.0, 0.0, 129)

@@ -9,9 +9,10 @@ the dev-set sensitivity of the weight matrices (`pats_jax.analysis`: Gini, top-1
 shares, histogram of log10(s)). The per-run file is what outlives the checkpoint: the sweep
 writes it as soon as a run finishes and archives it with results.json (`sweep.py
 --archive`). With `--out`, then writes `<out>.json` (all runs), `<out>.md` (mean ± std of
-the concentration statistics per task and method, with the final dev score beside them) and
-one plot per task, `<out>_<task>.png`: the density of log10(s) per method (log-scale x
-axis), the Gini coefficient in the legend. With `--out=` only the per-run files are written.
+the concentration statistics per task and method, with the final dev score beside them, and
+the rank correlation of concentration with score, `analysis.concentration_vs_score`) and one
+plot per task, `<out>_<task>.png`: the density of log10(s) per method (log-scale x axis),
+the Gini coefficient in the legend. With `--out=` only the per-run files are written.
 """
 
 from __future__ import annotations
@@ -131,6 +132,37 @@ def _table(records: list[dict]) -> str:
   return "\n".join(lines) + "\n"
 
 
+def _p(value: float) -> str:
+  if np.isnan(value):
+    return "n/a"
+  return "<0.001" if value < 0.001 else f"{value:.3f}"
+
+
+def _rho(value: float) -> str:
+  return "n/a" if np.isnan(value) else f"{value:+.2f}"
+
+
+def _correlation_table(records: list[dict]) -> str:
+  lines = [
+    "Spearman's ρ between the Gini coefficient and the final dev score (`across`: all runs of",
+    "the task; `within`: centred within each task and method, seed-to-seed only; `all`: the",
+    "tasks pooled after centring within task); p: 10,000 permutations of the scores within",
+    "task (`across`) or within task and method (`within`), two-sided",
+    "(`pats_jax.analysis.concentration_vs_score`):",
+    "",
+    "| task | runs | ρ across | p | runs within | ρ within | p |",
+    "|---|---|---|---|---|---|---|",
+  ]
+  from pats_jax import analysis
+
+  for row in analysis.concentration_vs_score(records):
+    lines.append(
+      f"| {row['task']} | {row['runs']} | {_rho(row['rho_across'])} | {_p(row['p_across'])} | "
+      f"{row['runs_within']} | {_rho(row['rho_within'])} | {_p(row['p_within'])} |"
+    )
+  return "\n".join(lines) + "\n"
+
+
 def main(argv: list[str]) -> None:
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
@@ -153,7 +185,7 @@ def main(argv: list[str]) -> None:
   out = pathlib.Path(_OUT.value)
   out.parent.mkdir(parents=True, exist_ok=True)
   out.with_suffix(".json").write_text(json.dumps(records) + "\n")
-  out.with_suffix(".md").write_text(_table(records))
+  out.with_suffix(".md").write_text(_table(records) + "\n" + _correlation_table(records))
   for task in sorted({record["task"] for record in records}):
     _plot(task, [r for r in records if r["task"] == task], out.parent / f"{out.name}_{task}.png")
 

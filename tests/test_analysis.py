@@ -76,3 +76,57 @@ def test_workdir_sensitivity_of_a_tiny_run(tmp_path):
   assert report.histogram.sum() > 0
   with pytest.raises(FileNotFoundError, match=r"config\.json"):
     analysis.workdir_sensitivity(tmp_path / "missing")
+
+
+def test_rank_correlation_statistic_is_spearmans_and_p_a_permutation_p():
+  from scipy import stats
+
+  rng = np.random.default_rng(0)
+  x = rng.normal(size=40)
+  y = 0.5 * x + rng.normal(size=40)
+  rho, p = analysis.rank_correlation(x, y, np.zeros(40))
+  want = stats.spearmanr(x, y)
+  assert rho == pytest.approx(want.statistic, abs=1e-12)
+  assert p == pytest.approx(want.pvalue, abs=0.01)  # permutation vs t approximation
+  assert np.isnan(analysis.rank_correlation([1.0, 2.0], [1.0, 2.0], [0, 0])[0])
+  assert np.isnan(analysis.rank_correlation([1.0, 1.0, 1.0], [1.0, 2.0, 3.0], [0, 0, 0])[1])
+
+
+def test_rank_correlation_shuffles_only_within_groups():
+  """Five mirror-image pairs in perfect agreement: ρ = 1, but only 2 of the 2^5 within-pair
+  shuffles reach |ρ| = 1, so p ≈ 1/16, not the ~0 of ten independent points."""
+  d = np.array([1.0, 2.0, 3.0, 4.0, 5.0])
+  x = np.concatenate([d, -d])
+  groups = np.concatenate([np.arange(5), np.arange(5)])
+  rho, p = analysis.rank_correlation(x, 2 * x, groups)
+  assert rho == pytest.approx(1.0)
+  assert p == pytest.approx(2 / 32, abs=0.01)
+  assert analysis.rank_correlation(x, 2 * x, np.zeros(10))[1] < 0.001
+
+
+def _record(task, method, gini, score):
+  return {"task": task, "method": method, "final_score": score, "stats": {"gini": gini}}
+
+
+def test_concentration_vs_score_separates_method_and_seed_effects():
+  """More noise lowers both Gini and score (across: ρ > 0), while within each method the
+  seeds with higher Gini score lower (within: ρ < 0)."""
+  records = []
+  for task in ("cola", "mrpc"):
+    for level, method in enumerate(("plain", "noisy", "noisier")):
+      for seed in range(3):
+        gini = 0.7 - 0.05 * level + 0.001 * seed
+        score = 0.8 - 0.1 * level - 0.002 * seed
+        records.append(_record(task, method, gini, score))
+  records.append(_record("rte", "plain", 0.6, 0.5))  # one run: no within cell
+  records += [_record("wnli", "plain", g, 0.31) for g in (0.6, 0.7)]  # one score: left out
+  rows = {row["task"]: row for row in analysis.concentration_vs_score(records)}
+  assert list(rows) == ["cola", "mrpc", "rte", "wnli", "all"]
+  for task in ("cola", "mrpc", "all"):
+    assert rows[task]["rho_across"] > 0.5, rows[task]
+    assert rows[task]["rho_within"] == pytest.approx(-1.0), rows[task]
+  assert rows["cola"]["runs"] == 9 and rows["cola"]["runs_within"] == 9
+  assert rows["all"]["runs"] == 18 and rows["all"]["runs_within"] == 18
+  assert rows["rte"]["runs_within"] == 0 and np.isnan(rows["rte"]["rho_within"])
+  assert rows["wnli"]["runs"] == 0 and np.isnan(rows["wnli"]["rho_across"])
+  assert rows["all"]["p_within"] < 0.001
