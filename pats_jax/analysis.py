@@ -24,6 +24,7 @@ References:
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import pathlib
 from collections.abc import Callable, Iterable, Mapping
@@ -166,62 +167,71 @@ def concentration_vs_score(records: list[dict]) -> list[dict]:
   """Does a better run have more concentrated sensitivity? Spearman's ρ(Gini, final score).
 
   The paper's second claim, tested on finished runs. `records` are dicts with `task`,
-  `method`, `final_score` and `stats["gini"]` (`scripts/sensitivity.py`'s per-run records).
+  `method`, `seed`, `final_score` and `stats["gini"]` (`scripts/sensitivity.py`'s per-run
+  records). Per task and over all tasks (`all`), two readings, each with a permutation
+  p-value (`rank_correlation`):
 
-  Per task and over all tasks (`all`), two readings, each with a permutation p-value
-  (`rank_correlation`):
   - `across`: every run (all methods and seeds), scores shuffled within the task (over all
-    tasks, Gini and score are first centred within their task). Methods that change both
+    tasks, Gini and score are first centred within their task). Settings that move both
     (e.g. more noise) drive it.
-  - `within`: Gini and score centred within each (task, method) cell of >= 2 runs and
-    shuffled within it, so only seed-to-seed differences at equal method count: "is a
-    better seed of the same method more concentrated?", free of the method's own effect.
+  - `seeds`: is a better seed more concentrated, at equal method? Gini and score are
+    centred within each (task, method) cell of >= 2 runs, then averaged per seed over the
+    cells: one point per (task, seed), shuffled within the task. The seed is the unit
+    because the cells of a task share their seeds (the same data order and head
+    initialisation), so a seed's runs under different methods are not independent: with
+    two seeds this reading is undefined (two points), with five its smallest p is 1/60.
 
   A task or cell whose runs all score the same says nothing about the association and is
   left out (e.g. WNLI, where every run predicts the same dev labels).
 
   Returns:
-    One dict per task, then `all`: `task`, `runs`, `rho_across`, `p_across`,
-    `runs_within`, `rho_within`, `p_within` (NaN where undefined); `runs` and
-    `runs_within` count the runs used.
+    One dict per task, then `all`: `task`, `runs`, `rho_across`, `p_across`, `seeds`,
+    `rho_seeds`, `p_seeds` (NaN where undefined); `runs` and `seeds` count the points used.
   """
   tasks = sorted({record["task"] for record in records})
-  pooled: dict[str, list[list]] = {"across": [[], [], []], "within": [[], [], []]}
+  pooled: dict[str, list[list]] = {"across": [[], [], []], "seeds": [[], [], []]}
 
-  def add(target: list[list], group: list[dict], label: str) -> None:
+  def centred(group: list[dict]) -> tuple[np.ndarray, np.ndarray] | None:
     gini = np.array([r["stats"]["gini"] for r in group])
     score = np.array([r["final_score"] for r in group])
     if np.ptp(score) == 0:
-      return
-    target[0].extend(gini - gini.mean())
-    target[1].extend(score - score.mean())
-    target[2].extend([label] * len(group))
+      return None
+    return gini - gini.mean(), score - score.mean()
 
   rows = []
   for task in [*tasks, "all"]:
     if task == "all":
-      across, within = pooled["across"], pooled["within"]
+      across, seeds = pooled["across"], pooled["seeds"]
     else:
-      across, within = [[], [], []], [[], [], []]
-      add(across, [r for r in records if r["task"] == task], task)
-      for method in sorted({r["method"] for r in records if r["task"] == task}):
-        cell = [r for r in records if r["task"] == task and r["method"] == method]
-        if len(cell) >= 2:
-          add(within, cell, f"{task}/{method}")
-      for name, part in (("across", across), ("within", within)):
+      runs = [r for r in records if r["task"] == task]
+      across, seeds = [[], [], []], [[], [], []]
+      if (values := centred(runs)) is not None:
+        across = [list(values[0]), list(values[1]), [task] * len(runs)]
+      by_seed = collections.defaultdict(list)
+      for method in sorted({r["method"] for r in runs}):
+        cell = [r for r in runs if r["method"] == method]
+        if len(cell) >= 2 and (values := centred(cell)) is not None:
+          for record, gini, score in zip(cell, *values, strict=True):
+            by_seed[record["seed"]].append((gini, score))
+      for seed in sorted(by_seed):
+        gini, score = np.mean(by_seed[seed], axis=0)
+        seeds[0].append(gini)
+        seeds[1].append(score)
+        seeds[2].append(task)
+      for name, part in (("across", across), ("seeds", seeds)):
         for column, values in zip(pooled[name], part, strict=True):
           column.extend(values)
     rho_across, p_across = rank_correlation(*across)
-    rho_within, p_within = rank_correlation(*within)
+    rho_seeds, p_seeds = rank_correlation(*seeds)
     rows.append(
       {
         "task": task,
         "runs": len(across[0]),
         "rho_across": rho_across,
         "p_across": p_across,
-        "runs_within": len(within[0]),
-        "rho_within": rho_within,
-        "p_within": p_within,
+        "seeds": len(seeds[0]),
+        "rho_seeds": rho_seeds,
+        "p_seeds": p_seeds,
       }
     )
   return rows

@@ -143,22 +143,23 @@ def _rho(value: float) -> str:
 
 
 def _correlation_table(records: list[dict]) -> str:
-  lines = [
-    "Spearman's ρ between the Gini coefficient and the final dev score (`across`: all runs of",
-    "the task; `within`: centred within each task and method, seed-to-seed only; `all`: the",
-    "tasks pooled after centring within task); p: 10,000 permutations of the scores within",
-    "task (`across`) or within task and method (`within`), two-sided",
-    "(`pats_jax.analysis.concentration_vs_score`):",
-    "",
-    "| task | runs | ρ across | p | runs within | ρ within | p |",
-    "|---|---|---|---|---|---|---|",
-  ]
   from pats_jax import analysis
 
+  lines = [
+    "Spearman's ρ between the Gini coefficient and the final dev score",
+    "(`pats_jax.analysis.concentration_vs_score`). `across`: all runs of the task, scores",
+    "permuted within task. `seeds`: Gini and score centred within each task and method,",
+    "averaged per seed (one point per task and seed: a task's methods share their seeds),",
+    "permuted within task. `all`: the tasks pooled after centring within task. p: 10,000",
+    "permutations, two-sided; tasks or cells with one score throughout are left out.",
+    "",
+    "| task | runs | ρ across | p | seeds | ρ seeds | p |",
+    "|---|---|---|---|---|---|---|",
+  ]
   for row in analysis.concentration_vs_score(records):
     lines.append(
       f"| {row['task']} | {row['runs']} | {_rho(row['rho_across'])} | {_p(row['p_across'])} | "
-      f"{row['runs_within']} | {_rho(row['rho_within'])} | {_p(row['p_within'])} |"
+      f"{row['seeds']} | {_rho(row['rho_seeds'])} | {_p(row['p_seeds'])} |"
     )
   return "\n".join(lines) + "\n"
 

@@ -104,29 +104,36 @@ def test_rank_correlation_shuffles_only_within_groups():
   assert analysis.rank_correlation(x, 2 * x, np.zeros(10))[1] < 0.001
 
 
-def _record(task, method, gini, score):
-  return {"task": task, "method": method, "final_score": score, "stats": {"gini": gini}}
+def _record(task, method, seed, gini, score):
+  return {
+    "task": task,
+    "method": method,
+    "seed": seed,
+    "final_score": score,
+    "stats": {"gini": gini},
+  }
 
 
 def test_concentration_vs_score_separates_method_and_seed_effects():
   """More noise lowers both Gini and score (across: ρ > 0), while within each method the
-  seeds with higher Gini score lower (within: ρ < 0)."""
+  seeds with higher Gini score lower (seeds: ρ = −1), one point per task and seed."""
   records = []
   for task in ("cola", "mrpc"):
     for level, method in enumerate(("plain", "noisy", "noisier")):
-      for seed in range(3):
+      for seed in range(5):
         gini = 0.7 - 0.05 * level + 0.001 * seed
         score = 0.8 - 0.1 * level - 0.002 * seed
-        records.append(_record(task, method, gini, score))
-  records.append(_record("rte", "plain", 0.6, 0.5))  # one run: no within cell
-  records += [_record("wnli", "plain", g, 0.31) for g in (0.6, 0.7)]  # one score: left out
+        records.append(_record(task, method, seed, gini, score))
+  records.append(_record("rte", "plain", 0, 0.6, 0.5))  # one run: no cell of >= 2 runs
+  records += [_record("wnli", "plain", s, g, 0.31) for s, g in enumerate((0.6, 0.7))]
   rows = {row["task"]: row for row in analysis.concentration_vs_score(records)}
   assert list(rows) == ["cola", "mrpc", "rte", "wnli", "all"]
   for task in ("cola", "mrpc", "all"):
     assert rows[task]["rho_across"] > 0.5, rows[task]
-    assert rows[task]["rho_within"] == pytest.approx(-1.0), rows[task]
-  assert rows["cola"]["runs"] == 9 and rows["cola"]["runs_within"] == 9
-  assert rows["all"]["runs"] == 18 and rows["all"]["runs_within"] == 18
-  assert rows["rte"]["runs_within"] == 0 and np.isnan(rows["rte"]["rho_within"])
+    assert rows[task]["rho_seeds"] == pytest.approx(-1.0), rows[task]
+  assert rows["cola"]["runs"] == 15 and rows["cola"]["seeds"] == 5
+  assert rows["cola"]["p_seeds"] == pytest.approx(1 / 60, abs=0.005)  # 2 of 5! orders
+  assert rows["all"]["runs"] == 30 and rows["all"]["seeds"] == 10
+  assert rows["all"]["p_seeds"] < 0.001
+  assert rows["rte"]["seeds"] == 0 and np.isnan(rows["rte"]["rho_seeds"])
   assert rows["wnli"]["runs"] == 0 and np.isnan(rows["wnli"]["rho_across"])
-  assert rows["all"]["p_within"] < 0.001

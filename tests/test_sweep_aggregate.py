@@ -281,7 +281,7 @@ def test_sweep_runs_archives_then_skips_and_aggregates(tmp_path):
   assert sensitivity.returncode == 0, sensitivity.stderr[-2000:]
   table = (tmp_path / "sens.md").read_text()
   assert "| rte | pats@0.05 | 1 |" in table and "| rte | plain | 1 |" in table
-  assert "| task | runs | ρ across | p | runs within | ρ within | p |" in table
+  assert "| task | runs | ρ across | p | seeds | ρ seeds | p |" in table
   assert (tmp_path / "sens_rte.png").stat().st_size > 0
   # Asking for a measurement the archive cannot redo is a clear error, not a silent mix.
   other = subprocess.run(
