@@ -27,7 +27,7 @@ from __future__ import annotations
 import collections
 import dataclasses
 import pathlib
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import jax
@@ -163,7 +163,9 @@ def rank_correlation(
   return rho, float(p)
 
 
-def concentration_vs_score(records: list[dict]) -> list[dict]:
+def concentration_vs_score(
+  records: list[dict], *, not_pooled: Sequence[str] = ("wnli", "ax")
+) -> list[dict]:
   """Does a better run have more concentrated sensitivity? Spearman's ρ(Gini, final score).
 
   The paper's second claim, tested on finished runs. `records` are dicts with `task`,
@@ -182,7 +184,8 @@ def concentration_vs_score(records: list[dict]) -> list[dict]:
     two seeds this reading is undefined (two points), with five its smallest p is 1/60.
 
   A task or cell whose runs all score the same says nothing about the association and is
-  left out (e.g. WNLI, where every run predicts the same dev labels).
+  left out. The tasks in `not_pooled` get their own rows but stay out of `all` (WNLI and AX,
+  which GLUE reports apart, as `scripts/aggregate.py`'s average does).
 
   Returns:
     One dict per task, then `all`: `task`, `runs`, `rho_across`, `p_across`, `seeds`,
@@ -220,7 +223,7 @@ def concentration_vs_score(records: list[dict]) -> list[dict]:
         seeds[2].append(task)
       for name, part in (("across", across), ("seeds", seeds)):
         for column, values in zip(pooled[name], part, strict=True):
-          column.extend(values)
+          column.extend(values if task not in not_pooled else [])
     rho_across, p_across = rank_correlation(*across)
     rho_seeds, p_seeds = rank_correlation(*seeds)
     rows.append(

@@ -126,14 +126,16 @@ def test_concentration_vs_score_separates_method_and_seed_effects():
         records.append(_record(task, method, seed, gini, score))
   records.append(_record("rte", "plain", 0, 0.6, 0.5))  # one run: no cell of >= 2 runs
   records += [_record("wnli", "plain", s, g, 0.31) for s, g in enumerate((0.6, 0.7))]
+  records += [_record("ax", "plain", s, g, g) for s, g in enumerate((0.6, 0.7, 0.8))]
   rows = {row["task"]: row for row in analysis.concentration_vs_score(records)}
-  assert list(rows) == ["cola", "mrpc", "rte", "wnli", "all"]
+  assert list(rows) == ["ax", "cola", "mrpc", "rte", "wnli", "all"]
+  assert rows["ax"]["runs"] == 3 and rows["ax"]["rho_across"] == pytest.approx(1.0)
   for task in ("cola", "mrpc", "all"):
     assert rows[task]["rho_across"] > 0.5, rows[task]
     assert rows[task]["rho_seeds"] == pytest.approx(-1.0), rows[task]
   assert rows["cola"]["runs"] == 15 and rows["cola"]["seeds"] == 5
   assert rows["cola"]["p_seeds"] == pytest.approx(1 / 60, abs=0.005)  # 2 of 5! orders
-  assert rows["all"]["runs"] == 30 and rows["all"]["seeds"] == 10
+  assert rows["all"]["runs"] == 30 and rows["all"]["seeds"] == 10  # ax not pooled
   assert rows["all"]["p_seeds"] < 0.001
   assert rows["rte"]["seeds"] == 0 and np.isnan(rows["rte"]["rho_seeds"])
   assert rows["wnli"]["runs"] == 0 and np.isnan(rows["wnli"]["rho_across"])
