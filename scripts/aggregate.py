@@ -11,7 +11,13 @@ interval of their mean is mean ± t(0.975, n−1) · sd / √n (Student's t, `sc
 The `average` column is, per method and seed, the mean score over the averaged tasks
 (`--average_tasks`; default every task found but WNLI and AX, which GLUE papers report apart),
 for the seeds that have all of them; it is summarised and paired like a task.
-Writes `<out>.md`, `<out>.csv` and `<out>_paired.csv`.
+`--baselines` pairs against more references than plain, e.g. `plain,uniform@0.01` adds every
+method's difference to sensitivity-blind noise (PATS's mechanism in isolation), on the seeds
+the two share. Writes `<out>.md`, `<out>.csv` and `<out>_paired.csv` (one row per method,
+task and baseline).
+
+  python scripts/aggregate.py --workdirs results/runs/study --which final --out results/study \
+      --average_tasks=cola,mrpc,rte,stsb --baselines=plain,uniform@0.01
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ import json
 import math
 import pathlib
 from collections import defaultdict
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -43,6 +50,12 @@ _AVERAGE_TASKS = flags.DEFINE_list(
   [],
   "Tasks of the `average` column (e.g. cola,mrpc,rte,stsb); empty: every task found but "
   "WNLI and AX.",
+)
+_BASELINES = flags.DEFINE_list(
+  "baselines",
+  [BASELINE],
+  "Method labels (as in the table's rows, e.g. plain,uniform@0.01) that every other method is "
+  "paired against, one table each.",
 )
 
 
@@ -158,6 +171,7 @@ def paired_differences(
     rows.append(
       {
         "method": method,
+        "baseline": baseline,
         "task": task,
         "n": n,
         "mean_diff": mean,
@@ -174,7 +188,10 @@ def markdown(
   *,
   scale: float = 100.0,
 ) -> str:
-  """Markdown tables: scores (x `scale`) mean ± std (n), then paired differences with 95% CI."""
+  """Markdown tables: scores (x `scale`) mean ± std (n), then paired differences with 95% CI.
+
+  `paired` rows come from `paired_differences`; one table per baseline, in order of appearance.
+  """
   methods = sorted({method for method, _ in summary}, key=lambda m: (m != BASELINE, m))
   tasks = sorted({task for _, task in summary}, key=_task_order)
   lines = ["| method | " + " | ".join(tasks) + " |", "|---" * (len(tasks) + 1) + "|"]
@@ -188,15 +205,15 @@ def markdown(
         else f"{scale * cell['mean']:.2f} ± {scale * cell['std']:.2f} ({cell['n']})"
       )
     lines.append(f"| {method} | " + " | ".join(cells) + " |")
-  if paired:
+  for baseline in dict.fromkeys(row["baseline"] for row in paired):
     lines += [
       "",
-      f"Paired difference vs {BASELINE} (same seeds), mean [95% CI]:",
+      f"Paired difference vs {baseline} (same seeds), mean [95% CI]:",
       "",
       "| method | task | n | difference |",
       "|---|---|---|---|",
     ]
-    for row in paired:
+    for row in (row for row in paired if row["baseline"] == baseline):
       interval = (
         f"[{scale * row['ci_low']:+.2f}, {scale * row['ci_high']:+.2f}]"
         if row["n"] > 1
@@ -209,9 +226,25 @@ def markdown(
   return "\n".join(lines) + "\n"
 
 
-def write_tables(runs: list[dict[str, Any]], out: pathlib.Path) -> list[pathlib.Path]:
-  """Writes `<out>.md`, `<out>.csv` (per method and task) and `<out>_paired.csv`."""
-  summary, paired = summarize(runs), paired_differences(runs)
+def write_tables(
+  runs: list[dict[str, Any]], out: pathlib.Path, *, baselines: Sequence[str] = (BASELINE,)
+) -> list[pathlib.Path]:
+  """Writes `<out>.md`, `<out>.csv` (per method and task) and `<out>_paired.csv`.
+
+  Raises:
+    ValueError: a baseline is not a method label of `runs`.
+  """
+  methods = {run["method"] for run in runs}
+  unknown = [baseline for baseline in baselines if baseline not in methods]
+  if unknown:
+    raise ValueError(f"--baselines {unknown} have no runs; methods found: {sorted(methods)}")
+  summary = summarize(runs)
+  paired = [
+    row
+    for i, baseline in enumerate(baselines)
+    for row in paired_differences(runs, baseline=baseline)
+    if row["method"] not in baselines[:i]  # Shown already, with the other sign.
+  ]
   out.parent.mkdir(parents=True, exist_ok=True)
   md, table, paired_csv = (
     out.with_name(out.name + suffix) for suffix in (".md", ".csv", "_paired.csv")
@@ -223,7 +256,9 @@ def write_tables(runs: list[dict[str, Any]], out: pathlib.Path) -> list[pathlib.
     for (method, task), cell in sorted(summary.items()):
       writer.writerow([method, task, cell["mean"], cell["std"], cell["n"]])
   with paired_csv.open("w", newline="") as f:
-    writer = csv.DictWriter(f, ["method", "task", "n", "mean_diff", "ci_low", "ci_high"])
+    writer = csv.DictWriter(
+      f, ["method", "baseline", "task", "n", "mean_diff", "ci_low", "ci_high"]
+    )
     writer.writeheader()
     writer.writerows(paired)
   return [md, table, paired_csv]
@@ -237,9 +272,9 @@ def main(argv: list[str]) -> None:
     raise app.UsageError(f"no results.json below {_WORKDIRS.value}")
   try:
     runs = with_average(runs, _AVERAGE_TASKS.value or None)
+    paths = write_tables(runs, pathlib.Path(_OUT.value), baselines=_BASELINES.value)
   except ValueError as error:
     raise app.UsageError(str(error)) from None
-  paths = write_tables(runs, pathlib.Path(_OUT.value))
   print(paths[0].read_text())
   print("Wrote " + ", ".join(str(path) for path in paths))
 

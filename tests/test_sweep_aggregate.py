@@ -213,6 +213,30 @@ def test_aggregate_tables_and_paired_confidence_intervals(tmp_path):
   assert math.isclose(float(paired["mean_diff"]), diffs.mean(), rel_tol=1e-9)
 
 
+def test_aggregate_pairs_against_several_baselines(tmp_path):
+  scores = {"plain": [0.60, 0.62, 0.61], "uniform": [0.63, 0.62, 0.60], "pats": [0.64, 0.65]}
+  for method, values in scores.items():
+    for seed, score in enumerate(values):
+      _write_run(tmp_path, "rte", method, seed, score, noise_scale=0.01)
+  runs = aggregate.load_runs(tmp_path)
+  paths = aggregate.write_tables(runs, tmp_path / "t", baselines=["plain", "uniform@0.01"])
+  with paths[2].open() as f:
+    rows = {(row["method"], row["baseline"]): row for row in csv.DictReader(f)}
+  # plain vs uniform appears once (uniform − plain), not again with the other sign.
+  assert sorted(rows) == [
+    ("pats@0.01", "plain"),
+    ("pats@0.01", "uniform@0.01"),
+    ("uniform@0.01", "plain"),
+  ]
+  versus_uniform = rows["pats@0.01", "uniform@0.01"]
+  assert versus_uniform["n"] == "2"  # The seeds both have.
+  assert float(versus_uniform["mean_diff"]) == pytest.approx((0.01 + 0.03) / 2)
+  text = paths[0].read_text()
+  assert "Paired difference vs plain" in text and "Paired difference vs uniform@0.01" in text
+  with pytest.raises(ValueError, match=r"--baselines \['sage'\] have no runs"):
+    aggregate.write_tables(runs, tmp_path / "t", baselines=["plain", "sage"])
+
+
 def test_aggregate_rejects_foreign_results(tmp_path):
   (tmp_path / "x").mkdir()
   (tmp_path / "x" / "results.json").write_text(json.dumps({"task": "rte"}))
