@@ -13,8 +13,9 @@ The `average` column is, per method and seed, the mean score over the averaged t
 for the seeds that have all of them; it is summarised and paired like a task.
 `--baselines` pairs against more references than plain, e.g. `plain,uniform@0.01` adds every
 method's difference to sensitivity-blind noise (PATS's mechanism in isolation), on the seeds
-the two share. Writes `<out>.md`, `<out>.csv` and `<out>_paired.csv` (one row per method,
-task and baseline).
+the two share. Writes `<out>.md`, `<out>.csv`, `<out>_paired.csv` (one row per method,
+task and baseline) and `<out>_paired.png` (the differences with their intervals, one panel per
+baseline).
 
   python scripts/aggregate.py --workdirs results/runs/study --which final --out results/study \
       --average_tasks=cola,mrpc,rte,stsb --baselines=plain,uniform@0.01
@@ -226,10 +227,44 @@ def markdown(
   return "\n".join(lines) + "\n"
 
 
+def plot_paired(paired: list[dict[str, Any]], path: pathlib.Path, *, scale: float = 100.0) -> None:
+  """Forest plot: each method's mean paired difference per task with its 95% interval.
+
+  One panel per baseline; a row per (method, task), the `average` last within a method; a
+  difference from one seed is a point without an interval.
+  """
+  import matplotlib
+
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt
+
+  baselines = list(dict.fromkeys(row["baseline"] for row in paired))
+  panels = [[row for row in paired if row["baseline"] == baseline] for baseline in baselines]
+  height = 1.0 + 0.28 * max(len(rows) for rows in panels)
+  figure, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), height), squeeze=False)
+  colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+  for axis, baseline, rows in zip(axes[0], baselines, panels, strict=True):
+    methods = list(dict.fromkeys(row["method"] for row in rows))
+    positions = np.arange(len(rows))[::-1]
+    for y, row in zip(positions, rows, strict=True):
+      mean = scale * row["mean_diff"]
+      half = scale * (row["ci_high"] - row["mean_diff"]) if row["n"] > 1 else 0.0
+      color = colors[methods.index(row["method"]) % len(colors)]
+      marker = "D" if row["task"] == AVERAGE else "o"
+      axis.errorbar(mean, y, xerr=half, fmt=marker, color=color, capsize=3)
+    axis.axvline(0.0, color="gray", linewidth=0.8)
+    axis.set_yticks(positions, [f"{r['method']}: {r['task']} (n={r['n']})" for r in rows])
+    axis.set_xlabel(f"difference x{scale:g}" if scale != 1 else "difference")
+    axis.set_title(f"vs {baseline}: mean, 95% CI (same seeds)", fontsize=10)
+  figure.tight_layout()
+  figure.savefig(path, dpi=120)
+  plt.close(figure)
+
+
 def write_tables(
   runs: list[dict[str, Any]], out: pathlib.Path, *, baselines: Sequence[str] = (BASELINE,)
 ) -> list[pathlib.Path]:
-  """Writes `<out>.md`, `<out>.csv` (per method and task) and `<out>_paired.csv`.
+  """Writes `<out>.md`, `<out>.csv` (per method and task), `<out>_paired.csv` and `.png`.
 
   Raises:
     ValueError: a baseline is not a method label of `runs`.
@@ -246,8 +281,8 @@ def write_tables(
     if row["method"] not in baselines[:i]  # Shown already, with the other sign.
   ]
   out.parent.mkdir(parents=True, exist_ok=True)
-  md, table, paired_csv = (
-    out.with_name(out.name + suffix) for suffix in (".md", ".csv", "_paired.csv")
+  md, table, paired_csv, paired_png = (
+    out.with_name(out.name + suffix) for suffix in (".md", ".csv", "_paired.csv", "_paired.png")
   )
   md.write_text(markdown(summary, paired))
   with table.open("w", newline="") as f:
@@ -261,7 +296,10 @@ def write_tables(
     )
     writer.writeheader()
     writer.writerows(paired)
-  return [md, table, paired_csv]
+  if not paired:
+    return [md, table, paired_csv]
+  plot_paired(paired, paired_png)
+  return [md, table, paired_csv, paired_png]
 
 
 def main(argv: list[str]) -> None:

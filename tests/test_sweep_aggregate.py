@@ -233,6 +233,7 @@ def test_aggregate_pairs_against_several_baselines(tmp_path):
   assert float(versus_uniform["mean_diff"]) == pytest.approx((0.01 + 0.03) / 2)
   text = paths[0].read_text()
   assert "Paired difference vs plain" in text and "Paired difference vs uniform@0.01" in text
+  assert paths[3].name == "t_paired.png" and paths[3].stat().st_size > 0
   with pytest.raises(ValueError, match=r"--baselines \['sage'\] have no runs"):
     aggregate.write_tables(runs, tmp_path / "t", baselines=["plain", "sage"])
 
