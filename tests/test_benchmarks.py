@@ -7,6 +7,7 @@ figures themselves are not checked (speed lives in the scripts, not in tests).
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -86,3 +87,22 @@ def test_bench_torch_times_torch_and_both_jax_steps():
   )  # fmt: skip
   for name in ("torch eager AdamW", "jax jit AdamW", "jax jit PATS"):
     assert re.search(rf"^{name}\s+[\d.]+ ms/step", out, re.MULTILINE), (name, out)
+
+
+def test_gpu_checks_script_runs_every_step_and_logs_them(tmp_path):
+  # The prepared device command, on the CPU with tiny shapes: each step must run and be logged.
+  env = cache_env() | {
+    "OUT": str(tmp_path), "PYTHON": sys.executable, "MODEL": "bert-tiny", "TREES": "tiny",
+    "ROUNDS": "1", "STEPS": "1", "SKIP_TESTS": "1", "WHEELS": str(tmp_path / "none"),
+    "LIMIT": "280", "PATH": os.environ["PATH"],
+  }  # fmt: skip
+  done = subprocess.run(
+    ["bash", str(REPO_ROOT / "scripts" / "gpu_checks.sh")],
+    capture_output=True, text=True, env=env, timeout=900, cwd=tmp_path,
+  )  # fmt: skip
+  log = (tmp_path / "gpu_checks.log").read_text()
+  assert done.returncode == 0, log[-3000:]
+  for name in ("environment", "update_kernels", "step_kernels", "step_timing", "update_timing"):
+    assert f"=== {name}: " in log, (name, log[-3000:])
+  assert re.search(r"^pats_batched\s+[\d.]+ ms/step", log, re.MULTILINE), log[-3000:]
+  assert "=== all steps passed" in log
