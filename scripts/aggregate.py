@@ -183,6 +183,14 @@ def paired_differences(
   return rows
 
 
+def by_baseline(paired: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+  """`paired_differences` rows grouped by their baseline, in order of first appearance."""
+  groups: dict[str, list[dict[str, Any]]] = {}
+  for row in paired:
+    groups.setdefault(row["baseline"], []).append(row)
+  return groups
+
+
 def markdown(
   summary: dict[tuple[str, str], dict[str, float]],
   paired: list[dict[str, Any]],
@@ -206,7 +214,7 @@ def markdown(
         else f"{scale * cell['mean']:.2f} ± {scale * cell['std']:.2f} ({cell['n']})"
       )
     lines.append(f"| {method} | " + " | ".join(cells) + " |")
-  for baseline in dict.fromkeys(row["baseline"] for row in paired):
+  for baseline, rows in by_baseline(paired).items():
     lines += [
       "",
       f"Paired difference vs {baseline} (same seeds), mean [95% CI]:",
@@ -214,7 +222,7 @@ def markdown(
       "| method | task | n | difference |",
       "|---|---|---|---|",
     ]
-    for row in (row for row in paired if row["baseline"] == baseline):
+    for row in rows:
       interval = (
         f"[{scale * row['ci_low']:+.2f}, {scale * row['ci_high']:+.2f}]"
         if row["n"] > 1
@@ -238,8 +246,8 @@ def plot_paired(paired: list[dict[str, Any]], path: pathlib.Path, *, scale: floa
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt
 
-  baselines = list(dict.fromkeys(row["baseline"] for row in paired))
-  panels = [[row for row in paired if row["baseline"] == baseline] for baseline in baselines]
+  groups = by_baseline(paired)
+  baselines, panels = list(groups), list(groups.values())
   height = 1.0 + 0.28 * max(len(rows) for rows in panels)
   figure, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), height), squeeze=False)
   colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]

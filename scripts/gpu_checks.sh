@@ -6,7 +6,7 @@
 #
 #   bash scripts/gpu_wheels.sh                     # here, before the call: packages the device lacks
 #   # device call, carry [".whl"], timeout_s 580:
-#   bash scripts/gpu_checks.sh                     # ~8 minutes on an H200
+#   bash scripts/gpu_checks.sh                     # estimated 6-8 minutes on an H200 (not yet run there)
 #
 # Environment: OUT (log folder; default logs/), PYTHON (default python3), MODEL (bench_train_step
 # model, default bert-base), TREES (bench_update trees, default "minilm bert-base"), DTYPE
