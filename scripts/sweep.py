@@ -96,18 +96,25 @@ def grid(sweep: Any) -> Iterator[Run]:
   Order: task, method, noise scale, variant (the base first), seed (innermost); with
   `sweep.seed_major = True` the seed is outermost instead, so a sweep stopped early has every
   cell at the same depth (the first seeds of every task and method) and paired differences
-  for all of them. `sweep.variants` multiply the PATS-noise methods only, like noise scales.
+  for all of them. With `sweep.method_major = True` the method goes outside even that: each
+  method's runs (in the order of `sweep.methods`) finish before the next method starts, so a
+  sweep stopped early has the first methods complete, e.g. the one control a pre-registered
+  comparison needs. `sweep.variants` multiply the PATS-noise methods only, like noise scales.
   """
   seeds = [int(seed) for seed in sweep.seeds]
   variants = [None, *sweep.get("variants", {}).keys()]
-  for seed_group in [[seed] for seed in seeds] if sweep.get("seed_major") else [seeds]:
-    for task in sweep.tasks:
-      for method in sweep.methods:
-        noisy = method in optimizers.PATS_VARIANTS and sweep.noise_scales
-        for scale in [float(scale) for scale in sweep.noise_scales] if noisy else [None]:
-          for variant in variants if noisy else [None]:
-            for seed in seed_group:
-              yield Run(task, method, seed, scale, variant)
+  method_groups = (
+    [[method] for method in sweep.methods] if sweep.get("method_major") else [list(sweep.methods)]
+  )
+  for method_group in method_groups:
+    for seed_group in [[seed] for seed in seeds] if sweep.get("seed_major") else [seeds]:
+      for task in sweep.tasks:
+        for method in method_group:
+          noisy = method in optimizers.PATS_VARIANTS and sweep.noise_scales
+          for scale in [float(scale) for scale in sweep.noise_scales] if noisy else [None]:
+            for variant in variants if noisy else [None]:
+              for seed in seed_group:
+                yield Run(task, method, seed, scale, variant)
 
 
 def _flatten(tree: Any, prefix: str = "") -> Iterator[tuple[str, Any]]:
@@ -211,7 +218,7 @@ def run_sweep(
     sweep: the sweep config (`config`, `model`, `methods`, `tasks`, `seeds`, `noise_scales`,
       `overrides`, and optionally `prune_checkpoints`: delete a finished run's `checkpoints/`,
       keeping `best/`, so a large grid fits on disk; `sensitivity`: measure a finished run's
-      dev sensitivity; `seed_major`: see `grid`).
+      dev sensitivity; `seed_major`, `method_major`: see `grid`).
     root: the folder of the runs' workdirs.
     dry_run: print the commands instead of running them.
     archive: folder that receives each finished run's `ARCHIVED` files under its name; a

@@ -50,6 +50,13 @@ def test_grid_multiplies_noise_scales_for_noise_methods_only():
   assert sorted(run.name for run in seed_major) == sorted(run.name for run in runs)
   assert {run.seed for run in seed_major[:10]} == {0}
   assert {run.task for run in seed_major[:10]} == {"rte", "mrpc"}
+  with config.unlocked():
+    config.method_major = True
+  method_major = list(sweep.grid(config))
+  assert sorted(run.name for run in method_major) == sorted(run.name for run in runs)
+  assert [run.method for run in method_major[:6]] == ["plain"] * 6  # plain: 2 tasks x 3 seeds
+  assert [(run.task, run.seed) for run in method_major[:3]] == [("rte", 0), ("mrpc", 0), ("rte", 1)]
+  assert {run.method for run in method_major[6:18]} == {"pats"}
 
 
 STUDY_SWEEPS = {
@@ -71,7 +78,11 @@ def test_study_sweeps_load_and_pair_with_the_same_plain_runs(name):
   assert config.config == "configs/study_minilm.py"
   if arg:  # The tuned scale names the PATS-noise workdirs, e.g. pats_ns0.03.
     assert all(run.noise_scale == 0.03 for run in runs if run.noise_scale is not None)
-  if config.get("seed_major"):
+  if config.get("method_major"):  # Each method's runs in one block, seed-major inside it.
+    first = runs[: len(runs) // len(config.methods)]
+    assert {run.method for run in first} == {config.methods[0]}
+    assert {run.seed for run in first[: len(first) // len(config.seeds)]} == {0}
+  elif config.get("seed_major"):
     assert {run.seed for run in runs[: len(runs) // len(config.seeds)]} == {0}
 
 
