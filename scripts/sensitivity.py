@@ -34,6 +34,7 @@ _EMBEDDINGS = flags.DEFINE_bool("include_embeddings", False, "Count the embeddin
 
 
 RUN_FILE = "sensitivity.json"
+TAIL_SHOWN_FROM = 1e-3  # The plots' x axis starts at this quantile of the pooled values.
 
 
 def _run_folders(root: pathlib.Path) -> list[pathlib.Path]:
@@ -94,13 +95,29 @@ def _plot(task: str, records: list[dict], path: pathlib.Path) -> None:
     by_method[record["method"]].append(record)
   figure, axis = plt.subplots(figsize=(7, 4))
   for method, group in sorted(by_method.items()):
-    counts = np.sum([record["histogram"] for record in group], axis=0).astype(float)
+    counts = np.array([record["histogram"] for record in group], dtype=float)
+    shares = counts / counts.sum(axis=1, keepdims=True)
     gini = np.mean([record["stats"]["gini"] for record in group])
-    axis.plot(centers, counts / counts.sum(), label=f"{method} (Gini {gini:.3f}, n={len(group)})")
-  occupied = np.flatnonzero(np.sum([r["histogram"] for r in records], axis=0))
-  axis.set_xlim(centers[max(occupied[0] - 2, 0)], centers[min(occupied[-1] + 2, centers.size - 1)])
+    (line,) = axis.plot(
+      centers, shares.mean(axis=0), label=f"{method} (Gini {gini:.3f}, n={len(group)})"
+    )
+    if len(group) > 1:  # The runs' range around their mean.
+      axis.fill_between(
+        centers, shares.min(axis=0), shares.max(axis=0), alpha=0.25, lw=0, color=line.get_color()
+      )
+  # The x axis spans the bulk: from the pooled 0.1% quantile (a few parameters reach down to
+  # ~1e-15 and would squeeze the rest into a corner) to the largest value.
+  pooled = np.sum([record["histogram"] for record in records], axis=0).astype(float)
+  cumulative = np.cumsum(pooled) / pooled.sum()
+  low = int(np.searchsorted(cumulative, TAIL_SHOWN_FROM))
+  high = int(np.flatnonzero(pooled)[-1])
+  axis.set_xlim(centers[max(low - 1, 0)], centers[min(high + 1, centers.size - 1)])
   axis.set_xscale("log")
-  axis.set_xlabel("sensitivity |θ·g| on the dev set (best checkpoint)")
+  hidden = cumulative[max(low - 2, 0)] if low >= 2 else 0.0
+  axis.set_xlabel(
+    "sensitivity |θ·g| on the dev set (best checkpoint)"
+    + (f"; {hidden:.3%} of parameters below the axis" if hidden > 0 else "")
+  )
   axis.set_ylabel("share of parameters")
   axis.set_title(f"{task}: sensitivity of weight matrices")
   axis.legend(fontsize=8)
