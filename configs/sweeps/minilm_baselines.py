@@ -8,9 +8,8 @@ with `normalize="none"`, so r = 0 and every parameter gets the full λ·std(θ_W
 noise scale), inverse PATS (`inverse`: a = λ·std(θ_W)·r, more noise where sensitivity is
 high) and SAGE (its own lr, 2.5x, see `configs/glue.py`). `<lambda>` is the tuned PATS noise
 scale, also used by `uniform` and `inverse` so they differ from PATS in the allocation only.
-Runs go method by method (`method_major`, the control
-`uniform` first), each seed-major. Seeds 0-2 here; extend `--sweep.seeds` to 5 when time
-allows (finished runs are skipped).
+Runs go method by method (`method_major`, the control `uniform` first), each seed-major.
+Seeds 0-2 here; extend `--sweep.seeds` to 5 when time allows (finished runs are skipped).
 """
 
 from __future__ import annotations
