@@ -7,8 +7,9 @@
 #   JOBS=8 SEEDS=0,1,2,3,4 TAG=gpu bash scripts/run_study.sh   # one GPU: 8 runs at a time
 #
 # Environment: JOBS (runs at a time, default 1), SEEDS (seeds of the baselines and SST-2;
-# default: the sweep files' own, 3), TAG (suffix of the roots and archives, default none:
-# workdirs/study_tune, results/runs/study_tune, workdirs/study, results/runs/study),
+# default: the sweep files' own, 3 for the baselines and 4 for SST-2), TAG (suffix of the
+# roots and archives, default none: workdirs/study_tune, results/runs/study_tune,
+# workdirs/study, results/runs/study),
 # ARCHIVES (folder of the archives, default results/runs), PYTHON (default python),
 # SWEEP_FLAGS (more flags for every sweep, e.g. "--set=data.bucket_multiple=128": one padded
 # shape, so a GPU compiles once per run instead of once per length bucket).

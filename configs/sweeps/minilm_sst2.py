@@ -1,4 +1,4 @@
-r"""Issue 6, step 4: SST-2 (67k examples), plain vs PATS, 1 epoch, 3 seeds.
+r"""Issue 6, step 4: SST-2 (67k examples), plain vs PATS, 1 epoch, 4 seeds.
 
   python scripts/sweep.py --sweep configs/sweeps/minilm_sst2.py:<lambda> --root workdirs/study \
       --archive results/runs/study
@@ -6,7 +6,9 @@ r"""Issue 6, step 4: SST-2 (67k examples), plain vs PATS, 1 epoch, 3 seeds.
 One epoch (`configs/study_minilm.py` sets it for SST-2; the HF example uses 3): 2,104 steps of
 batch 32. Its sentences are short, so with length bucketing a run costs about 3 MRPC runs, not
 the 6 its example count suggests (one epoch of 67k against three of 3.7k; plain seed 0: 46
-minutes on the 2-core Zen 3, most of it beside a CI run; `results/GLUE_MINILM.md`).
+minutes on a 2-core Zen 3, most of it beside a CI run; 14-15 minutes on a 2-core AMD EPYC with
+AVX-512 with the CPU to itself; `results/GLUE_MINILM.md`). The issue asks for 3 seeds; seed 3
+was added when the CPU had the time (session 15).
 `<lambda>` as in `minilm_core.py`.
 """
 
@@ -21,5 +23,5 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   """Returns the SST-2 grid for the noise scale `arg`."""
   sweep = minilm_core.get_config(arg)
   sweep.tasks = ("sst2",)
-  sweep.seeds = (0, 1, 2)
+  sweep.seeds = (0, 1, 2, 3)
   return sweep
