@@ -64,7 +64,7 @@ STUDY_SWEEPS = {
   "minilm_tune_options.py:0.03": (16, {"mrpc", "cola"}),
   "minilm_core.py:0.03": (50, {"rte", "mrpc", "stsb", "cola", "wnli"}),
   "minilm_baselines.py:0.03": (48, {"rte", "mrpc", "stsb", "cola"}),
-  "minilm_sst2.py:0.03": (6, {"sst2"}),
+  "minilm_sst2.py:0.03": (8, {"sst2"}),
 }
 
 
