@@ -4,11 +4,9 @@ r"""Issue 6, step 4: SST-2 (67k examples), plain vs PATS, 1 epoch, 4 seeds.
       --archive results/runs/study
 
 One epoch (`configs/study_minilm.py` sets it for SST-2; the HF example uses 3): 2,104 steps of
-batch 32. Its sentences are short, so with length bucketing a run costs about 3 MRPC runs, not
-the 6 its example count suggests (one epoch of 67k against three of 3.7k; plain seed 0: 46
-minutes on a 2-core Zen 3, most of it beside a CI run; 14-16 minutes on a 2-core AMD EPYC with
-AVX-512 with the CPU to itself; `results/GLUE_MINILM.md`). The issue asks for 3 seeds; seed 3
-was added when the CPU had the time (session 15).
+batch 32, about 3 MRPC runs with length bucketing (measured run times: the budget in
+`results/GLUE_MINILM.md`). The issue asks for 3 seeds; seed 3 was added when the CPU had the
+time.
 `<lambda>` as in `minilm_core.py`.
 """
 
