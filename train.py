@@ -3,9 +3,21 @@ r"""Fine-tunes a BERT/RoBERTa on a GLUE task (or your own data) with PATS or a b
   python train.py                                   # the embedded default: configs/default.py
   python train.py --config configs/glue.py:task=rte,method=pats,model=roberta-base \
       --workdir workdirs/rte_pats --config.seed=1 --config.pats.noise_scale=0.05
+  python train.py --config configs/tiny.py --workdir /tmp/tiny    # seconds, no downloads
+  python train.py --print_config                    # every field, its value and meaning
+
+Any config field can be overridden with --config.<field>=<value> (e.g. --config.num_epochs=1);
+--print_config lists them all, with the overrides applied. GLUE is read from
+--config.data.data_dir, $GLUE_DIR or ./glue_data (a folder in the layout of download_glue_data.py
+from https://github.com/nyu-mll/GLUE-baselines), else downloaded from the Hugging Face hub
+(nyu-mll/glue).
 
 Re-running with the same workdir resumes from its newest checkpoint. Outputs in the workdir:
-config.json, metrics.jsonl, results.json, checkpoints/, best/, glue_submission/.
+config.json, metrics.jsonl, results.json, checkpoints/, best/, glue_submission/. A mistake in the
+config or missing data stops the run before the workdir is created, with exit status 2.
+One run at a time uses a workdir (run.lock), and a rerun must keep the config it was started
+with, except fields that cannot change the result (logging, evaluation and checkpoint cadence,
+max_steps, ...); name an intended change with --allow_config_change=field1,field2.
 """
 
 from __future__ import annotations
@@ -13,32 +25,141 @@ from __future__ import annotations
 import json
 import logging as std_logging
 import pathlib
+import signal
+import sys
+from typing import NoReturn
 
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from pats_jax.training import train_and_evaluate
+_ROOT = pathlib.Path(__file__).resolve().parent
+_BASE_CONFIG = _ROOT / "configs" / "glue.py"
+USAGE_EXIT_STATUS = 2
 
-_CONFIG = config_flags.DEFINE_config_file(
-  "config",
-  default=str(pathlib.Path(__file__).resolve().parent / "configs" / "default.py"),
-  help_string="Config file (configs/*.py[:args]); override fields with --config.a.b=value.",
-  lock_config=True,
-)
+
+def _fail(message: str) -> NoReturn:
+  """Prints a user mistake as one message, without traceback, and exits with status 2."""
+  print(f"train.py: error: {message}", file=sys.stderr)
+  print("(python train.py --help for usage; --print_config lists every field)", file=sys.stderr)
+  sys.exit(USAGE_EXIT_STATUS)
+
+
+def _unwrap(error: BaseException) -> str:
+  """The message of a config-loading error, without the wrappers' quoting."""
+  while len(error.args) == 1 and isinstance(error.args[0], BaseException):
+    error = error.args[0]
+  if isinstance(error, KeyError) and len(error.args) == 1 and isinstance(error.args[0], str):
+    return error.args[0]
+  return str(error)
+
+
+def _override_in(argv: list[str], field: str) -> str:
+  """The `--config.<...>` argument that names `field`, for the message."""
+  for arg in argv:
+    if arg.startswith("--config.") and field in arg.split("=", 1)[0]:
+      return arg
+  return ""
+
+
+def _config_error(argv: list[str], error: BaseException) -> NoReturn:
+  """Reports an error of loading or overriding the config as one message (exit status 2)."""
+  message = _unwrap(error).strip()
+  field, _, hint = message.partition("\n")
+  field = field.strip("'\"")
+  argument = _override_in(argv, field)
+  if argument and isinstance(error, AttributeError | KeyError):
+    _fail(f"{argument}: the config has no field {field!r}. {hint.strip()}".strip())
+  _fail(" ".join(message.split()))
+
+
+def _flag_error(error: flags.Error) -> NoReturn:
+  """Reports a flag error as one message; a config file's own error keeps its last line only."""
+  message = str(error).strip()
+  if "Traceback (most recent call last)" in message:
+    head = message.split("Traceback (most recent call last)")[0].strip().rstrip(":")
+    last = message.splitlines()[-1].strip()
+    message = f"{head}: {last}"
+  _fail(message)
+
+
+def parse_flags(argv: list[str]) -> list[str]:
+  """`FLAGS(argv)`, with config and flag mistakes turned into one message and exit status 2."""
+  try:
+    return flags.FLAGS(argv)
+  except flags.Error as error:
+    _flag_error(error)
+  except (AttributeError, KeyError, TypeError, ValueError, OSError) as error:
+    _config_error(argv, error)
+
+
+try:  # Overrides (--config.<field>=...) are matched against the config here, at definition.
+  _CONFIG = config_flags.DEFINE_config_file(
+    "config",
+    default=str(_ROOT / "configs" / "default.py"),
+    help_string="Config file (configs/*.py[:args]); override any field with "
+    "--config.<field>=<value>; python train.py --print_config lists every field.",
+    lock_config=True,
+  )
+except (AttributeError, KeyError, TypeError, ValueError) as error:
+  _config_error(sys.argv, error)
 _WORKDIR = flags.DEFINE_string(
   "workdir", "workdirs/default", "Folder for checkpoints and results; a rerun resumes from it."
 )
+_ALLOW_CONFIG_CHANGE = flags.DEFINE_list(
+  "allow_config_change",
+  [],
+  "Config fields (comma separated, e.g. num_epochs,learning_rate) that may differ from the "
+  "config an existing workdir's run was started with; without it such a rerun stops.",
+)
+_PRINT_CONFIG = flags.DEFINE_boolean(
+  "print_config",
+  False,
+  "Print every config field with its value (overrides applied) and description, then exit.",
+)
+
+
+def print_config(config, config_file: str) -> None:
+  """Prints every field of `config` with its value and the description from the config files."""
+  from pats_jax.training import config_docs
+
+  docs = config_docs.field_docs(_BASE_CONFIG)  # The meaning of every field, in file order.
+  path = pathlib.Path(config_file.split(":", 1)[0])
+  if path.resolve() != _BASE_CONFIG:  # Fields that only this config file adds.
+    docs.update({k: v for k, v in config_docs.field_docs(path).items() if k not in docs})
+  if hasattr(signal, "SIGPIPE"):  # `python train.py --print_config | head` ends quietly.
+    signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+  print(f"# --config={config_file}; override a field with --config.<field>=<value>")
+  print(config_docs.describe(config, docs))
 
 
 def main(argv: list[str]) -> None:
   if len(argv) > 1:
-    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    _fail(f"unexpected arguments {argv[1:]}; flags take the form --name=value")
+  config_file = config_flags.get_config_filename(flags.FLAGS["config"])
+  if not pathlib.Path(config_file.split(":", 1)[0]).is_file():
+    _fail(f"--config={config_file}: no such file; give a config file such as configs/glue.py")
+  config = _CONFIG.value
+  logging.set_verbosity(logging.WARNING)  # Quiet imports (datasets logs its backends at INFO).
+  if _PRINT_CONFIG.value:
+    print_config(config, config_file)
+    return
+  from pats_jax.training import sources, train_and_evaluate, validate
+
   logging.set_verbosity(logging.INFO)
-  # Orbax logs every save and restore at INFO; keep its warnings only.
+  # Orbax logs every save and restore at INFO, and JAX every backend it does not find (TPU,
+  # GPU); keep their warnings only.
   logging.get_absl_handler().python_handler.addFilter(
-    lambda record: "orbax" not in record.pathname or record.levelno >= std_logging.WARNING
+    lambda record: (
+      record.levelno >= std_logging.WARNING
+      or not any(name in record.pathname for name in ("orbax", "xla_bridge"))
+    )
   )
-  results = train_and_evaluate(_CONFIG.value, _WORKDIR.value)
+  try:
+    results = train_and_evaluate(
+      config, _WORKDIR.value, allow_config_change=_ALLOW_CONFIG_CHANGE.value
+    )
+  except (validate.ConfigError, sources.SourceError) as error:
+    _fail(str(error))
   if "preempted" in results:
     print(f"Preempted at step {results['preempted']}; rerun the same command to resume.")
     return
@@ -55,4 +176,4 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
-  app.run(main)
+  app.run(main, flags_parser=parse_flags)

@@ -83,93 +83,91 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   num_epochs, learning_rate = TASK_PROTOCOL[task]
 
   config = ml_collections.ConfigDict()
-  config.task = task
-  config.model = args["model"]  # A name known to pats_jax.training.sources or a local folder.
-  config.seed = int(args["seed"])
+  config.task = task  # GLUE task: cola, sst2, mrpc, qqp, stsb, mnli, qnli, rte or wnli.
+  config.model = args["model"]  # Model name (see pats_jax.training.sources), hub id or folder.
+  config.seed = int(args["seed"])  # Seed of the head, dropout, noise and data order.
 
   config.data = ml_collections.ConfigDict()
-  # GLUE TSV folder (download_glue_data.py layout). "" searches $GLUE_DIR, ./glue_data and
-  # ../shared/data/glue, then falls back to the Hugging Face hub. "tiny" writes a synthetic one.
+  # GLUE folder in the download_glue_data.py layout; "" searches $GLUE_DIR, ./glue_data, then
+  # the hub dataset nyu-mll/glue; "tiny" writes a synthetic one into the workdir.
   config.data.data_dir = ""
-  config.data.source = "auto"  # pats_jax.data.load_glue source: auto, local, hub, tfds.
-  config.data.cache_dir = ""  # Tokenisation cache; "" = none.
-  config.data.max_length = 128
-  config.data.bucket_multiple = 16
-  # Custom data (pats_jax.data.load_custom) instead of GLUE when train_file is set.
+  config.data.source = "auto"  # GLUE reader: auto (local, else hub), local, hf or tfds.
+  config.data.cache_dir = ""  # Folder caching tokenised splits; "" = no cache.
+  config.data.max_length = 128  # Longest input in tokens; longer ones are truncated.
+  config.data.bucket_multiple = 16  # Batches are padded to a multiple of this length.
   config.data.custom = ml_collections.ConfigDict()
-  config.data.custom.train_file = ""
-  config.data.custom.dev_file = ""
-  config.data.custom.text_column = "text"
-  config.data.custom.text_pair_column = ""
-  config.data.custom.label_column = "label"
-  config.data.custom.task_type = "classification"  # Or "regression".
+  config.data.custom.train_file = ""  # Your own .csv/.tsv/.jsonl training file instead of GLUE.
+  config.data.custom.dev_file = ""  # Your own evaluation file (needed with train_file).
+  config.data.custom.text_column = "text"  # Column of the (first) text in your files.
+  config.data.custom.text_pair_column = ""  # Column of the second text of pairs; "" = none.
+  config.data.custom.label_column = "label"  # Column of the labels in your files.
+  config.data.custom.task_type = "classification"  # classification or regression.
 
   config.model_config = ml_collections.ConfigDict()
-  config.model_config.dtype = "float32"  # Compute dtype; "bfloat16" for bf16 compute.
-  config.model_config.param_dtype = "float32"
-  config.model_config.attention = "auto"
-  config.model_config.remat = False
-  config.model_config.hidden_dropout = config_dict.placeholder(float)  # None: checkpoint's.
+  config.model_config.dtype = "float32"  # Compute dtype: float32, bfloat16 or float16.
+  config.model_config.param_dtype = "float32"  # Parameter dtype: float32, bfloat16 or float16.
+  config.model_config.attention = "auto"  # Attention kernel: auto, xla or cudnn.
+  config.model_config.remat = False  # True recomputes activations (less memory, more time).
+  config.model_config.scan_layers = False  # True stacks the layers and runs them as one nn.scan.
+  # Dropout after embeddings and sublayers; None keeps the checkpoint's value.
+  config.model_config.hidden_dropout = config_dict.placeholder(float)
+  # Dropout of attention probabilities; None keeps the checkpoint's value.
   config.model_config.attention_dropout = config_dict.placeholder(float)
 
-  config.num_epochs = num_epochs
-  config.max_steps = -1  # > 0 stops early (smoke tests); the schedule still spans all epochs.
+  config.num_epochs = num_epochs  # Passes over the training data.
+  config.max_steps = -1  # > 0 stops after this many micro-steps (the schedule spans all epochs).
   config.batch_size = 32  # Global batch per optimizer update (all processes, all micro-steps).
-  config.eval_batch_size = 64
-  config.grad_accum_steps = 1  # Micro-batches per update (optax.MultiSteps).
-  config.learning_rate = learning_rate
-  config.warmup_ratio = 0.1  # Share of the optimizer steps with linear warm-up.
-  config.weight_decay = 0.01
-  config.adam_b1 = 0.9
-  config.adam_b2 = 0.999
-  config.adam_eps = 1e-6
-  config.grad_clip_norm = 1.0  # 0 disables clipping.
-  config.apply_if_finite = False  # True: skip non-finite steps instead of stopping.
-  config.max_consecutive_nonfinite = 5
+  config.eval_batch_size = 64  # Global batch of evaluation and prediction.
+  config.grad_accum_steps = 1  # Micro-batches per optimizer update (optax.MultiSteps).
+  config.learning_rate = learning_rate  # Peak learning rate of the linear warm-up and decay.
+  config.warmup_ratio = 0.1  # Share of the optimizer updates with linear warm-up, in [0, 1).
+  config.weight_decay = 0.01  # AdamW decoupled weight decay of the weight matrices.
+  config.adam_b1 = 0.9  # AdamW first-moment decay.
+  config.adam_b2 = 0.999  # AdamW second-moment decay.
+  config.adam_eps = 1e-6  # AdamW epsilon.
+  config.grad_clip_norm = 1.0  # Clip gradients to this global norm; 0 disables clipping.
+  config.apply_if_finite = False  # True skips steps with a non-finite loss instead of stopping.
+  config.max_consecutive_nonfinite = 5  # With apply_if_finite: stop after this many skips.
 
-  config.method = "plain"
+  config.method = "plain"  # plain, pats, uniform, inverse, noisytune, sage or add_noise.
   config.tag = ""  # A variant's name, appended to the method's label in sweep tables.
   config.pats = ml_collections.ConfigDict()
-  # lambda of PATS_SPEC step 5 (peak value); 0.01 is the tuned value of results/GLUE_MINILM.md.
-  config.pats.noise_scale = 0.01
-  config.pats.noise_schedule = "lr_shape"  # "lr_shape": lambda follows the LR; "constant".
-  config.pats.beta1 = 0.85
-  config.pats.beta2 = config_dict.placeholder(float)  # None: no uncertainty term.
-  config.pats.sensitivity = "taylor"
-  config.pats.normalize = "minmax"
-  config.pats.direction = "normal"
-  config.pats.distribution = "uniform"
+  config.pats.noise_scale = 0.01  # Peak noise scale lambda (PATS_SPEC step 5), >= 0.
+  config.pats.noise_schedule = "lr_shape"  # lr_shape: lambda follows the LR; or constant.
+  config.pats.beta1 = 0.85  # EMA decay of the sensitivity.
+  config.pats.beta2 = config_dict.placeholder(float)  # EMA decay of the uncertainty; None: off.
+  config.pats.sensitivity = "taylor"  # Sensitivity: taylor (|theta * grad|) or gradient.
+  config.pats.normalize = "minmax"  # Sensitivity normalisation: minmax, rank or none.
+  config.pats.direction = "normal"  # normal: less noise where sensitive; inverse: more.
+  config.pats.distribution = "uniform"  # Noise distribution: uniform or gaussian.
   config.pats.noise_on_embeddings = True  # False: no noise on the embedding tables.
-  config.pats.ema_dtype = ""  # "" = parameter dtype; "bfloat16" halves the EMA memory.
-  # True: one batched reduction per group of same-shaped leaves for std and min/max (fewer
-  # kernels on GPU/TPU; results equal up to float32 rounding). See results/PERFORMANCE.md.
-  config.pats.batch_reductions = False
+  config.pats.ema_dtype = ""  # EMA dtype; "" = the parameters'; bfloat16 halves the memory.
   config.noisytune = ml_collections.ConfigDict()
-  config.noisytune.scale = 0.15
+  config.noisytune.scale = 0.15  # NoisyTune perturbation scale (relative to each matrix's std).
   config.sage = ml_collections.ConfigDict()
-  config.sage.beta3 = 0.85
+  config.sage.beta3 = 0.85  # SAGE EMA decay of the sensitivity.
   config.add_noise = ml_collections.ConfigDict()
-  config.add_noise.eta = 0.01
-  config.add_noise.gamma = 0.55
+  config.add_noise.eta = 0.01  # Gradient-noise variance eta (optax.add_noise).
+  config.add_noise.gamma = 0.55  # Gradient-noise decay exponent gamma (optax.add_noise).
   set_method(config, args["method"])
 
-  config.best_metric = ""  # "" = the task's TaskSpec.best_metric.
+  config.best_metric = ""  # Dev metric that picks the best checkpoint; "" = the task's own.
   config.eval_every_steps = -1  # -1: every epoch; 0: only at the end; N: every N steps.
-  config.log_every_steps = 1
+  config.log_every_steps = 1  # Write training metrics every N micro-steps.
   config.checkpoint_every_steps = 200  # Also at every evaluation and on SIGTERM; 0: never.
-  config.keep_checkpoints = 2
-  config.write_test_predictions = True
-  config.tensorboard = False
-  config.progress_bar = True
+  config.keep_checkpoints = 2  # Newest checkpoints kept in <workdir>/checkpoints.
+  config.write_test_predictions = True  # Write GLUE test predictions to glue_submission/.
+  config.tensorboard = False  # Also write TensorBoard summaries to the workdir.
+  config.progress_bar = True  # Show a tqdm progress bar.
 
   config.mesh = ml_collections.ConfigDict()
-  config.mesh.data = -1  # -1: all devices not used by fsdp.
-  config.mesh.fsdp = 1
+  config.mesh.data = -1  # Devices along the data axis; -1: all devices not used by fsdp.
+  config.mesh.fsdp = 1  # Devices that shard the parameters (fully sharded data parallel).
 
   config.distributed = ml_collections.ConfigDict()
-  config.distributed.initialize = "auto"  # "auto" (cluster env vars), "yes" or "no".
-  config.distributed.coordinator_address = ""
-  config.distributed.num_processes = 0
-  config.distributed.process_id = -1
-  config.distributed.cpu_collectives = "gloo"  # For multi-process CPU runs.
+  config.distributed.initialize = "auto"  # auto (cluster env vars), yes or no.
+  config.distributed.coordinator_address = ""  # host:port of process 0; "" = from the cluster.
+  config.distributed.num_processes = 0  # Processes of a multi-process run; 0 = from the cluster.
+  config.distributed.process_id = -1  # This process's index; -1 = from the cluster.
+  config.distributed.cpu_collectives = "gloo"  # Collectives of multi-process CPU runs.
   return config

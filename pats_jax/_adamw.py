@@ -65,15 +65,15 @@ def pats_adamw(
   direction: str = "normal",
   distribution: str = "uniform",
   mask: _masks.MaskOrFn = None,
+  layer_axis: _masks.LayerAxis = None,
   ema_dtype: Any = None,
-  batch_reductions: bool = False,
 ) -> optax.GradientTransformationExtraArgs:
   """PATS around `adamw`: `pats(adamw(learning_rate, ...), noise_scale=..., key=...)`.
 
   Args:
     learning_rate, weight_decay, b1, b2, eps, decay_mask: as for `adamw`.
     noise_scale, key, beta1, beta2, sensitivity, normalize, direction, distribution,
-      mask, ema_dtype, batch_reductions: as for `pats` (`mask` selects the noised leaves).
+      mask, layer_axis, ema_dtype: as for `pats` (`mask` selects the noised leaves).
 
   Returns:
     An `optax.GradientTransformationExtraArgs` with a `PatsState` state.
@@ -98,6 +98,6 @@ def pats_adamw(
     direction=direction,
     distribution=distribution,
     mask=mask,
+    layer_axis=layer_axis,
     ema_dtype=ema_dtype,
-    batch_reductions=batch_reductions,
   )

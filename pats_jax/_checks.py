@@ -1,8 +1,8 @@
-"""Argument checks shared by the transformations: clear errors that name the argument.
+"""Argument checks shared by the transformations; every message names the argument.
 
-Knob values are checked when a transformation is built; pytree structures and leaf types
-when it is initialised or updated. Hyperparameters that `optax.inject_hyperparams` turns
-into traced arrays are checked only when their value is known (not under `jit`).
+Knob values are checked when a transformation is built, pytrees when it is initialised or
+updated. A hyperparameter that `optax.inject_hyperparams` has made a traced array is
+checked for its type only (its value is not known under `jit`).
 """
 
 from __future__ import annotations
@@ -17,70 +17,38 @@ import numpy as np
 import optax
 
 
-def check_choice(name: str, value: Any, allowed: Sequence[str]) -> str:
-  """Returns `value` if it is one of `allowed`, else raises ValueError naming `name`."""
+def check_choice(name: str, value: Any, allowed: Sequence[str]) -> None:
   if not isinstance(value, str) or value not in allowed:
-    choices = ", ".join(repr(a) for a in allowed)
-    raise ValueError(f"{name} must be one of {choices}; got {value!r}.")
-  return value
+    raise ValueError(f"{name} must be one of {', '.join(map(repr, allowed))}; got {value!r}.")
 
 
-def check_bool(name: str, value: Any) -> bool:
-  """Returns `value` if it is a Python or NumPy bool, else raises TypeError naming `name`."""
-  if not isinstance(value, bool | np.bool_):
-    raise TypeError(f"{name} must be True or False; got {value!r}.")
-  return bool(value)
-
-
-def concrete_float(value: Any) -> float | None:
-  """The Python float of a scalar whose value is known now, None under tracing."""
-  if isinstance(value, jax.core.Tracer):
-    return None
-  try:
-    return float(value)
-  except (TypeError, ValueError, jax.errors.ConcretizationTypeError):
-    return None
-
-
-def check_scalar(name: str, value: Any) -> None:
-  """Raises TypeError unless `value` is a real scalar (Python number or 0-d array)."""
-  if isinstance(value, bool) or not (
-    isinstance(value, int | float) or (hasattr(value, "shape") and np.shape(value) == ())
+def _scalar(name: str, value: Any) -> float | None:
+  """The value of a real scalar (None when traced); TypeError for anything else."""
+  dtype = getattr(value, "dtype", None)
+  if (
+    isinstance(value, bool)
+    or not isinstance(value, int | float | np.ndarray | jax.Array | np.number)
+    or np.shape(value) != ()
+    or (dtype is not None and not jnp.issubdtype(dtype, jnp.number))
+    or (dtype is not None and jnp.issubdtype(dtype, jnp.complexfloating))
   ):
     raise TypeError(f"{name} must be a real scalar; got {value!r} of type {type(value).__name__}.")
-  dtype = getattr(value, "dtype", None)
-  if dtype is not None and not (
-    jnp.issubdtype(dtype, jnp.floating) or jnp.issubdtype(dtype, jnp.integer)
-  ):
-    raise TypeError(f"{name} must be a real scalar; got dtype {dtype}.")
+  return None if isinstance(value, jax.core.Tracer) else float(value)
 
 
 def check_beta(name: str, value: Any) -> None:
-  """Raises unless `value` is a scalar in [0, 1) (skipped for traced values)."""
-  check_scalar(name, value)
-  x = concrete_float(value)
+  x = _scalar(name, value)
   if x is not None and not 0.0 <= x < 1.0:
     raise ValueError(f"{name} must be in [0, 1); got {x}.")
 
 
 def check_nonnegative(name: str, value: Any) -> None:
-  """Raises unless `value` is a finite scalar >= 0 (skipped for traced values)."""
-  check_scalar(name, value)
-  x = concrete_float(value)
-  if x is not None and not (math.isfinite(x) and x >= 0.0):
-    raise ValueError(f"{name} must be a finite number >= 0; got {x}.")
-
-
-def check_scale_or_schedule(name: str, value: Any) -> None:
-  """A float >= 0 or an optax schedule (a callable of the step count)."""
+  """A finite scalar >= 0, or an optax schedule (a callable of the step count)."""
   if callable(value):
     return
-  check_nonnegative(name, value)
-
-
-def is_static_zero(value: Any) -> bool:
-  """True for a Python number equal to 0: the noise can be skipped at trace time."""
-  return isinstance(value, int | float) and not isinstance(value, bool) and value == 0
+  x = _scalar(name, value)
+  if x is not None and not (math.isfinite(x) and x >= 0.0):
+    raise ValueError(f"{name} must be a finite number >= 0; got {x}.")
 
 
 def check_float_dtype(name: str, dtype: Any) -> Any:
@@ -89,92 +57,66 @@ def check_float_dtype(name: str, dtype: Any) -> Any:
     return None
   try:
     dt = jnp.dtype(dtype)
-  except TypeError as e:
-    raise TypeError(f"{name} must be a floating dtype or None; got {dtype!r}.") from e
-  if not jnp.issubdtype(dt, jnp.floating):
-    raise TypeError(f"{name} must be a floating dtype or None; got {dt}.")
+  except TypeError:
+    dt = None
+  if dt is None or not jnp.issubdtype(dt, jnp.floating):
+    raise TypeError(f"{name} must be a floating dtype or None; got {dtype!r}.")
   return dt
 
 
-def check_inner(name: str, inner: Any) -> optax.GradientTransformationExtraArgs:
-  """An optax GradientTransformation, given extra-arguments support."""
+def check_inner(inner: Any) -> optax.GradientTransformationExtraArgs:
   if not (callable(getattr(inner, "init", None)) and callable(getattr(inner, "update", None))):
     raise TypeError(
-      f"{name} must be an optax GradientTransformation (with init and update); got "
+      f"inner must be an optax GradientTransformation (with init and update); got "
       f"{type(inner).__name__}."
     )
   return optax.with_extra_args_support(inner)
 
 
 def canonical_key(key: Any) -> jax.Array:
-  """A typed PRNG key from a typed key, a raw uint32 key, or an int seed."""
+  """A typed PRNG key from a typed key, a raw uint32 key, or an int seed (traced or not)."""
   dtype = getattr(key, "dtype", None)
-  if dtype is not None and jnp.issubdtype(dtype, jax.dtypes.prng_key):
-    if np.shape(key) != ():
-      raise ValueError(f"key must be a single PRNG key; got shape {np.shape(key)}.")
+  if dtype is not None and jnp.issubdtype(dtype, jax.dtypes.prng_key) and np.shape(key) == ():
     return key
-  if isinstance(key, bool):
-    raise TypeError(f"key must be a JAX PRNG key or an int seed; got {key!r}.")
-  if isinstance(key, int | np.integer) or (
-    dtype is not None and jnp.issubdtype(dtype, jnp.integer) and np.shape(key) == ()
-  ):
-    return jax.random.key(key)
-  if dtype == jnp.uint32 and np.ndim(key) == 1:  # a raw key from jax.random.PRNGKey
+  if dtype == jnp.uint32 and np.shape(key) == (2,):  # a raw key from jax.random.PRNGKey
     return jax.random.wrap_key_data(key)
+  is_int = isinstance(key, int) or (dtype is not None and jnp.issubdtype(dtype, jnp.integer))
+  if is_int and not isinstance(key, bool) and np.shape(key) == ():
+    return jax.random.key(key)
   raise TypeError(f"key must be a JAX PRNG key (jax.random.key(seed)) or an int seed; got {key!r}.")
 
 
-def check_key(key: Any) -> None:
-  """Construction-time check of `key` (values known now are also canonicalised)."""
-  if isinstance(key, jax.core.Tracer):
-    dtype = key.dtype
-    if not (jnp.issubdtype(dtype, jax.dtypes.prng_key) or jnp.issubdtype(dtype, jnp.integer)):
-      raise TypeError(f"key must be a JAX PRNG key or an int seed; got dtype {dtype}.")
-    return
-  canonical_key(key)
-
-
-def _is_array(x: Any) -> bool:
-  return hasattr(x, "shape") and hasattr(x, "dtype") and not isinstance(x, str | bytes)
-
-
 def array_leaves(name: str, tree: Any) -> tuple[list[Any], Any]:
-  """Leaves and treedef of `tree`; raises TypeError naming `name` for a non-array leaf."""
-  leaves, treedef = jax.tree.flatten(tree)
-  for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]:
-    if not _is_array(leaf):
+  """Leaves and treedef of `tree`; TypeError naming `name` and the path of a non-array leaf."""
+  for path, leaf in jax.tree_util.tree_leaves_with_path(tree):
+    if not (hasattr(leaf, "shape") and hasattr(leaf, "dtype")):
       raise TypeError(
         f"{name} must be a pytree of arrays; the leaf at {jax.tree_util.keystr(path)} is "
         f"{leaf!r} of type {type(leaf).__name__}."
       )
-  return leaves, treedef
+  return jax.tree.flatten(tree)
 
 
-def same_structure(name: str, tree: Any, ref_name: str, ref_treedef: Any) -> list[Any]:
-  """Leaves of `tree` after checking it has the structure `ref_treedef` of `ref_name`."""
-  leaves, treedef = array_leaves(name, tree)
-  if treedef != ref_treedef:
+def check_update_args(updates: Any, params: Any, name: str) -> None:
+  """`updates` and `params`: pytrees of arrays of one structure and the same shapes."""
+  if params is None:
+    raise ValueError(f"{name} needs params: call update(updates, state, params).")
+  grads, treedef = array_leaves("updates", updates)
+  thetas, params_def = array_leaves("params", params)
+  if params_def != treedef:
     raise ValueError(
-      f"{name} and {ref_name} must have the same pytree structure; got\n  {name}: {treedef}\n"
-      f"  {ref_name}: {ref_treedef}"
+      f"params and updates must have the same pytree structure; got\n  params: {params_def}\n"
+      f"  updates: {treedef}"
     )
-  return leaves
+  for i, (g, t) in enumerate(zip(grads, thetas, strict=True)):
+    if g.shape != t.shape:
+      raise ValueError(f"updates leaf {i} has shape {g.shape} but the params leaf has {t.shape}.")
 
 
-def matching_shapes(name: str, leaves: Sequence[Any], ref_name: str, ref: Sequence[Any]) -> None:
-  """Raises ValueError naming `name` when a leaf's shape differs from `ref`'s."""
-  for i, (x, r) in enumerate(zip(leaves, ref, strict=True)):
-    if tuple(x.shape) != tuple(r.shape):
-      raise ValueError(
-        f"{name} leaf {i} has shape {tuple(x.shape)} but the {ref_name} leaf has shape "
-        f"{tuple(r.shape)}."
-      )
-
-
-def state_entries(name: str, tree: Any, treedef: Any) -> list[Any]:
-  """Per-parameter entries of a state tree (an array or `optax.MaskedNode()` each)."""
+def check_state_tree(name: str, tree: Any, params: Any) -> None:
+  """`tree` (an EMA: arrays and `optax.MaskedNode()`/None placeholders) fits `params`."""
   try:
-    return treedef.flatten_up_to(tree)
+    jax.tree.structure(params).flatten_up_to(tree)
   except (ValueError, TypeError) as e:
     raise ValueError(
       f"{name} does not match the structure of params: was the state initialised with "

@@ -1,15 +1,16 @@
-"""Which leaves a transformation touches: the default rule and mask resolution.
+"""Which leaves a transformation touches, and per-leaf knobs spread over the params.
 
 One rule serves as PATS' and NoisyTune's default noise mask and as AdamW's weight-decay
 mask: a leaf is selected when it is a weight matrix, i.e. it has `ndim >= 2` and is not
 named as a bias or a normalisation parameter. For BERT-style models this is exactly
 Hugging Face `run_flax_glue.py`'s decay mask (no decay on biases and LayerNorm) and the
-spec's default PATS mask (`ndim >= 2`). The name test only matters for models with
+plain `ndim >= 2` rule. The name test only matters for models with
 matrix-shaped biases (e.g. `DenseGeneral`) or normalisation weights.
 
 A user mask follows `optax.masked`: a pytree of bools with the structure of params (or a
 prefix of it, a bool then covering a whole subtree), or a callable that returns one
-given the params.
+given the params. `layer_axis` (which axis of a leaf stacks layers) is given the same way,
+with ints and None in place of bools.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import numpy as np
 import optax
 
 MaskOrFn = Any | Callable[[Any], Any] | None
+LayerAxis = int | None | Any | Callable[[Any], Any]
 
 _NORM_NAME = re.compile(r".*norm.*|ln(_.*|\d+)?")
 
@@ -82,21 +84,47 @@ def all_leaves_mask(params: Any) -> Any:
 
 def as_bool(flag: Any) -> bool:
   """A mask leaf as a Python bool; TypeError naming `mask` otherwise."""
-  if isinstance(flag, bool | np.bool_):
-    return bool(flag)
-  if isinstance(flag, np.ndarray | jax.Array) and flag.shape == () and flag.dtype == bool:
-    if isinstance(flag, jax.core.Tracer):
-      raise TypeError("mask must hold static bools; got a traced array.")
+  if isinstance(flag, bool | np.bool_) or (
+    isinstance(flag, np.ndarray | jax.Array)
+    and not isinstance(flag, jax.core.Tracer)
+    and flag.shape == ()
+    and flag.dtype == bool
+  ):
     return bool(flag)
   raise TypeError(
-    f"mask must be a pytree of bools; got a leaf {flag!r} of type {type(flag).__name__}."
+    f"mask must be a pytree of bools (static, not traced); got a leaf {flag!r} of type "
+    f"{type(flag).__name__}."
   )
+
+
+def broadcast_prefix(
+  name: str, what: str, prefix: Any, params: Any, leaf_fn: Callable[[Any], Any]
+) -> Any:
+  """`prefix` (a pytree whose structure is a prefix of params') spread over every leaf of
+  `params`: a tree like params holding `leaf_fn(value)` (None values kept as leaves).
+
+  Raises:
+    ValueError: the structure of `prefix` is not a prefix of the params' structure.
+  """
+  try:
+    return jax.tree.map(
+      lambda v, sub: jax.tree.map(lambda _: leaf_fn(v), sub),
+      prefix,
+      params,
+      is_leaf=lambda x: x is None,
+    )
+  except ValueError as e:
+    raise ValueError(
+      f"{name} must be a pytree of {what} with the structure of params (or a prefix of it); got\n"
+      f"  {name}: {jax.tree.structure(prefix, is_leaf=lambda x: x is None)}\n"
+      f"  params: {jax.tree.structure(params)}"
+    ) from e
 
 
 def resolve_mask(
   mask: MaskOrFn, params: Any, *, default: Callable[[Any], Any] = weight_matrix_mask
-) -> list[bool]:
-  """One bool per leaf of `params` (in `jax.tree.leaves` order).
+) -> Any:
+  """The mask as a pytree of Python bools with the structure of `params`.
 
   Args:
     mask: None (use `default`), a pytree of bools with the structure of `params` or a
@@ -104,62 +132,69 @@ def resolve_mask(
     params: the parameters.
     default: the rule used when `mask` is None.
 
-  Returns:
-    A list of Python bools, one per leaf of `params`.
-
   Raises:
     TypeError: a mask leaf is not a (static) bool.
     ValueError: the mask's structure is not a prefix of the params' structure.
   """
   tree = default(params) if mask is None else mask(params) if callable(mask) else mask
-  flags: list[bool] = []
-
-  def collect(flag: Any, subtree: Any) -> None:
-    flags.extend([as_bool(flag)] * len(jax.tree.leaves(subtree)))
-
-  try:
-    jax.tree.map(collect, tree, params)
-  except ValueError as e:
-    raise ValueError(
-      "mask must be a pytree of bools with the structure of params (or a prefix of it); "
-      f"got\n  mask: {jax.tree.structure(tree)}\n  params: {jax.tree.structure(params)}"
-    ) from e
-  if len(flags) != len(jax.tree.leaves(params)):  # e.g. a mask leaf over an empty subtree
-    raise ValueError("mask does not cover every leaf of params.")
-  return flags
+  return broadcast_prefix("mask", "bools", tree, params, as_bool)
 
 
-def masked_zeros(
+def select(
   mask: MaskOrFn,
   params: Any,
+  fn: Callable[[Any], Any] = lambda leaf: leaf,
   *,
   default: Callable[[Any], Any] = weight_matrix_mask,
-  dtype: Any = None,
 ) -> Any:
-  """An EMA tree: zeros (in `dtype`, else the leaf's) on selected leaves, `MaskedNode()`
-  on the others, so unselected leaves carry no full-size buffer.
+  """A tree like `params` with `fn(leaf)` on the leaves `mask` selects and
+  `optax.MaskedNode()` on the others (so they carry no full-size buffer in a state).
 
   Raises:
     TypeError: the mask selects a leaf that is not floating point.
   """
-  leaves, treedef = jax.tree.flatten(params)
-  selected = resolve_mask(mask, params, default=default)
-  entries = []
-  for leaf, sel in zip(leaves, selected, strict=True):
-    if sel and not jnp.issubdtype(leaf.dtype, jnp.floating):
+
+  def pick(selected: bool, leaf: Any) -> Any:
+    if not selected:
+      return optax.MaskedNode()
+    if not jnp.issubdtype(leaf.dtype, jnp.floating):
       raise TypeError(f"mask selects a leaf of dtype {leaf.dtype}; it must be floating point.")
-    entries.append(optax.tree.zeros_like(leaf, dtype=dtype) if sel else optax.MaskedNode())
-  return treedef.unflatten(entries)
+    return fn(leaf)
+
+  return jax.tree.map(pick, resolve_mask(mask, params, default=default), params)
 
 
-def selected_indices(entries: list[Any]) -> list[int]:
-  """Positions of the entries that hold an array (not `MaskedNode()`)."""
-  return [i for i, e in enumerate(entries) if not isinstance(e, optax.MaskedNode)]
+def resolve_layer_axes(layer_axis: LayerAxis, params: Any, selected: Any) -> Any:
+  """`layer_axis` as a pytree with the structure of `params` holding a non-negative int
+  (the axis that stacks layers) or None (one matrix, or a leaf not selected) per leaf.
 
+  Args:
+    layer_axis: None, an int, a pytree of ints/None with the structure of params (or a
+      prefix of it), or a callable returning one given `params`.
+    params: the parameters (arrays or `jax.ShapeDtypeStruct`s).
+    selected: a tree like params, `optax.MaskedNode()` (or None) on the leaves that are
+      not selected (an EMA tree): their axes are not used, nor checked.
 
-def replace_at(entries: list[Any], idx: list[int], new: list[Any], treedef: Any) -> Any:
-  """`treedef.unflatten(entries)` with `entries[idx[j]]` replaced by `new[j]`."""
-  entries = list(entries)
-  for i, x in zip(idx, new, strict=True):
-    entries[i] = x
-  return treedef.unflatten(entries)
+  Raises:
+    TypeError: a value is not an int or None (or is a traced array).
+    ValueError: its structure does not fit params, or an axis is out of range of its leaf.
+  """
+  tree = layer_axis(params) if callable(layer_axis) else layer_axis
+
+  def checked(path: Any, leaf: Any, axis: Any, sel: Any) -> int | None:
+    if axis is None or sel is None or isinstance(sel, optax.MaskedNode):
+      return None
+    if isinstance(axis, bool) or not isinstance(axis, int | np.integer):
+      raise TypeError(
+        f"layer_axis must hold ints or None (static; under optax.inject_hyperparams name it "
+        f"in static_args); got {axis!r} of type {type(axis).__name__}."
+      )
+    if not -len(leaf.shape) <= axis < len(leaf.shape):
+      raise ValueError(
+        f"layer_axis={axis} is out of range for the leaf at {jax.tree_util.keystr(path)} of "
+        f"shape {tuple(leaf.shape)}."
+      )
+    return int(axis) % len(leaf.shape)
+
+  axes = broadcast_prefix("layer_axis", "ints or None", tree, params, lambda axis: axis)
+  return jax.tree_util.tree_map_with_path(checked, params, axes, selected)

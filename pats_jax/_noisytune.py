@@ -15,12 +15,14 @@ def noisytune(
   *,
   scale: float = 0.15,
   mask: _masks.MaskOrFn = None,
+  layer_axis: _masks.LayerAxis = None,
 ) -> optax.Params:
   r"""NoisyTune: every selected matrix becomes `W + U(−λ/2, λ/2) · std(W)`.
 
   The same amplitude and noise code as PATS' steps 5-6 with `r = 0` and `λ = scale`:
-  `std(W)` is the population standard deviation of the leaf, one key per selected leaf
-  is split from `key`, and the noise is computed in float32 (at least) and added in it.
+  `std(W)` is the population standard deviation of the matrix (of each layer, for a leaf
+  that stacks layers along `layer_axis`), one key per selected leaf is split from `key`,
+  and the noise is computed in float32 (at least) and added in it.
 
   Args:
     params: the pretrained parameters.
@@ -28,6 +30,7 @@ def noisytune(
     scale: `λ`, >= 0; the paper's default 0.15.
     mask: which leaves are perturbed: None (weight matrices, `weight_matrix_mask`), a
       pytree of bools like params (or a prefix of it), or a callable returning one.
+    layer_axis: which axis of a leaf stacks layers, as for `pats`; None: none does.
 
   Returns:
     The perturbed parameters, with the structure, dtypes and shardings of `params`.
@@ -47,17 +50,19 @@ def noisytune(
     Language Models Better <https://arxiv.org/abs/2202.12024>`_, ACL 2022.
   """
   _checks.check_nonnegative("scale", scale)
-  leaves, treedef = _checks.array_leaves("params", params)
-  selected = _masks.resolve_mask(mask, params)
-  idx = [i for i, sel in enumerate(selected) if sel]
-  thetas = [leaves[i] for i in idx]
-  for theta in thetas:
-    if not jnp.issubdtype(theta.dtype, jnp.floating):
-      raise TypeError(f"mask selects a leaf of dtype {theta.dtype}; it must be floating point.")
-  amps = [
-    _steps.amplitude(t, jnp.zeros((), _steps.compute_dtype(t.dtype)), scale, "normal")
-    for t in thetas
-  ]
-  noise = _steps.draw_noise(_checks.canonical_key(key), thetas, amps, "uniform")
-  new = [(t.astype(n.dtype) + n).astype(t.dtype) for t, n in zip(thetas, noise, strict=True)]
-  return _masks.replace_at(leaves, idx, new, treedef)
+  _checks.array_leaves("params", params)
+  thetas = _masks.select(mask, params)
+  axes = _masks.resolve_layer_axes(layer_axis, params, thetas)
+  amps = _steps.map_selected(
+    lambda t, ax: _steps.amplitude(
+      t, jnp.zeros((), _steps.compute_dtype(t.dtype)), scale, "normal", ax
+    ),
+    thetas,
+    axes,
+  )
+  noise = _steps.draw_noise(_checks.canonical_key(key), amps, thetas, "uniform")
+  return jax.tree.map(
+    lambda t, n: t if _steps.is_placeholder(n) else (t.astype(n.dtype) + n).astype(t.dtype),
+    params,
+    noise,
+  )

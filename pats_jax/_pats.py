@@ -31,10 +31,6 @@ class PatsState(NamedTuple):
   inner_state: optax.OptState
 
 
-def _masked(entry: Any) -> bool:
-  return isinstance(entry, optax.MaskedNode)
-
-
 def pats(
   inner: optax.GradientTransformation,
   *,
@@ -47,53 +43,58 @@ def pats(
   direction: str = "normal",
   distribution: str = "uniform",
   mask: _masks.MaskOrFn = None,
+  layer_axis: _masks.LayerAxis = None,
   ema_dtype: Any = None,
-  batch_reductions: bool = False,
 ) -> optax.GradientTransformationExtraArgs:
   r"""PATS: adds noise to `inner`'s updates, less to parameters the task is sensitive to.
 
-  Per step t and per selected leaf W, with θ the parameters before the step and g the
-  raw gradient given to `update` (before `inner` sees it); numbering as in
-  `PATS_SPEC.md`:
+  Each step t, for each selected leaf W (a weight matrix by default), with θ the
+  parameters before the step and g the raw gradient given to `update` (before `inner`
+  sees it), all from this step's θ and g:
 
-  1. Sensitivity `s = |θ ⊙ g|` (`sensitivity="taylor"`) or `|g|` (`"gradient"`).
-  2. Smoothing `ŝ ← β1·ŝ + (1−β1)·s`, `ŝ = 0` before step 1.
-  3. With `beta2`: `û ← β2·û + (1−β2)·|s − ŝ|` (new ŝ), importance `I = ŝ ⊙ û`;
-     without: `I = ŝ`.
-  4. Normalise within the leaf to `r ∈ [0, 1]`: `"minmax"` `(I − min I)/(max I − min I)`
-     (0 where `max I = min I`), `"rank"` rank/(size − 1) (ties share the lowest rank),
-     `"none"` `r = 0`.
-  5. Amplitude `a = λ_t · std(θ_W) · (1 − r)` (`direction="inverse"`: `r` in place of
-     `1 − r`), `std` the population standard deviation of the leaf and `λ_t =
-     noise_scale`, or `noise_scale(count)` for a schedule (count = steps before this one,
-     as for optax learning-rate schedules).
-  6. Noise `n = a ⊙ ε`, ε i.i.d. U(−1/2, 1/2) (`"uniform"`) or N(0, 1) (`"gaussian"`),
-     from a key split off the state's key; one key per selected leaf.
-  7. Output `inner_updates + n` on selected leaves, `inner_updates` elsewhere.
+  1. Sensitivity, a first-order estimate of the loss change if the parameter were
+     zeroed: `s = |θ ⊙ g|` (`sensitivity="taylor"`), or `s = |g|` (`"gradient"`).
+  2. Smoothing: `ŝ ← β1·ŝ + (1−β1)·s`, with `ŝ = 0` before step 1.
+  3. Importance: `I = ŝ`; with `beta2`, also the uncertainty
+     `û ← β2·û + (1−β2)·|s − ŝ|` (with the new ŝ) and `I = ŝ ⊙ û`.
+  4. Normalisation within the matrix to `r ∈ [0, 1]`: `"minmax"` gives
+     `r = (I − min I)/(max I − min I)` (`r = 0` where `max I = min I`: no information),
+     `"rank"` the element's rank over (size − 1) (ties share the lowest rank), `"none"`
+     `r = 0` (sensitivity-blind noise).
+  5. Amplitude: `a = λ_t · std(θ_W) · (1 − r)`, or `λ_t · std(θ_W) · r` with
+     `direction="inverse"`; `std(θ_W)` is the population standard deviation of the
+     matrix and `λ_t = noise_scale`, or `noise_scale(count)` for a schedule (count: the
+     steps taken before this one, as for optax learning-rate schedules).
+  6. Noise: `n = a ⊙ ε`, ε i.i.d. U(−1/2, 1/2) (`"uniform"`) or N(0, 1) (`"gaussian"`),
+     one key per selected leaf, split from half of the state's key.
+  7. Output: `inner_updates + n` on selected leaves, `inner_updates` elsewhere, so that
+     `optax.apply_updates` gives `θ + inner_updates + n`.
 
-  Statistics are computed in float32 at least; the updates keep `inner`'s dtypes. With
-  `noise_scale` a Python 0 no noise is computed: the updates are `inner`'s, exactly.
+  A leaf that stacks L layers along `layer_axis` (`[L, m, n]` from scanned layers) is L
+  matrices: `min I`, `max I`, the rank and `std(θ_W)` are taken per layer, and the
+  updates are those the L separate matrices would get. Statistics are computed in
+  float32 at least; the updates keep `inner`'s dtypes. With `noise_scale` a Python 0 no
+  noise is computed: the updates and state of `inner` are exactly its own.
 
   Args:
     inner: the optimizer whose updates get the noise (e.g. `optax.adamw(...)`); it
       receives the same gradients, params and extra arguments.
-    noise_scale: `λ`, a float >= 0 or an optax schedule of the step count.
+    noise_scale: `λ`, a float >= 0 or an optax schedule of the step count; required.
     key: a JAX PRNG key, or an int seed.
-    beta1: EMA decay of the sensitivity, in [0, 1).
-    beta2: EMA decay of the uncertainty, in [0, 1); None (default) turns it off.
-    sensitivity: "taylor" or "gradient" (step 1).
-    normalize: "minmax", "rank" or "none" (step 4).
-    direction: "normal" or "inverse" (step 5).
-    distribution: "uniform" or "gaussian" (step 6).
-    mask: which leaves get noise: None (weight matrices, `weight_matrix_mask`), a pytree
-      of bools like params (or a prefix of it), or a callable returning one. Unselected
-      leaves carry no PATS state.
-    ema_dtype: storage dtype of `ŝ` and `û` (e.g. `jnp.bfloat16`); None: each
+    beta1: EMA decay of the sensitivity, in [0, 1); default 0.85.
+    beta2: EMA decay of the uncertainty, in [0, 1); default None (no uncertainty).
+    sensitivity: "taylor" (default) or "gradient" (step 1).
+    normalize: "minmax" (default), "rank" or "none" (step 4).
+    direction: "normal" (default) or "inverse" (step 5).
+    distribution: "uniform" (default) or "gaussian" (step 6).
+    mask: which leaves get noise: None (default: weight matrices, `weight_matrix_mask`),
+      a pytree of bools like params (or a prefix of it), or a callable returning one.
+      Unselected leaves carry no PATS state.
+    layer_axis: which axis of a leaf stacks layers: None (default: every leaf is one
+      matrix), an int for every leaf, a pytree of ints/None like params (or a prefix of
+      it), or a callable returning one given the params.
+    ema_dtype: storage dtype of `ŝ` and `û` (e.g. `jnp.bfloat16`); default None: each
       parameter's dtype.
-    batch_reductions: compute the per-leaf statistics `std(θ_W)` and `min I`, `max I`
-      in one batched reduction per group of same-shaped leaves instead of one per leaf
-      (fewer kernels, for GPU/TPU where the update is launch-bound; equal up to the
-      float32 rounding of the sums). Off by default: no gain measured yet.
 
   Returns:
     An `optax.GradientTransformationExtraArgs`; `update(updates, state, params,
@@ -101,8 +102,9 @@ def pats(
 
   Raises:
     ValueError, TypeError: for unknown knob values, a negative `noise_scale`, betas out of
-      [0, 1), a bad key, mask or dtype (at construction), and for mismatched pytrees or
-      non-array leaves (at `init`/`update`); the message names the argument.
+      [0, 1), a bad key, mask or dtype (at construction), and for mismatched pytrees,
+      non-array leaves or a `layer_axis` out of range (at `init`/`update`); the message
+      names the argument.
 
   Example:
     >>> import jax, jax.numpy as jnp, optax
@@ -120,8 +122,9 @@ def pats(
     (MaskedNode(), (2, 2))
 
     `noise_scale` can be injected (and changed between steps) with
-    `optax.inject_hyperparams`. It treats every callable argument as a schedule, so a
-    callable `mask` or a dtype class (`ema_dtype=jnp.bfloat16`) must be named in
+    `optax.inject_hyperparams`. It treats every callable argument as a schedule and
+    every number as a hyperparameter, so a callable `mask`, an int or callable
+    `layer_axis` and a dtype class (`ema_dtype=jnp.bfloat16`) must be named in
     `static_args` (or pass `ema_dtype="bfloat16"`, a string):
 
     >>> opt = optax.inject_hyperparams(pats_jax.pats, static_args=("mask", "ema_dtype"))(
@@ -135,12 +138,13 @@ def pats(
 
   References:
     Zhang, Zhang, Wang, Wu, Li, `PATS: Sensitivity-aware Noisy Learning for Pretrained
-    Language Models <https://arxiv.org/abs/2210.12403>`_, EMNLP 2022; Wu et al., NoisyTune,
-    ACL 2022.
+    Language Models <https://arxiv.org/abs/2210.12403>`_, EMNLP 2022. The matrix-wise
+    scale `std(θ_W)` and the uniform noise follow Wu et al., `NoisyTune
+    <https://arxiv.org/abs/2202.12024>`_, ACL 2022.
   """
-  inner = _checks.check_inner("inner", inner)
-  _checks.check_scale_or_schedule("noise_scale", noise_scale)
-  _checks.check_key(key)
+  inner = _checks.check_inner(inner)
+  _checks.check_nonnegative("noise_scale", noise_scale)
+  _checks.canonical_key(key)
   _checks.check_beta("beta1", beta1)
   if beta2 is not None:
     _checks.check_beta("beta2", beta2)
@@ -149,18 +153,20 @@ def pats(
   _checks.check_choice("direction", direction, _steps.DIRECTIONS)
   _checks.check_choice("distribution", distribution, _steps.DISTRIBUTIONS)
   if mask is not None and not callable(mask):
-    jax.tree.map(_masks.as_bool, mask)  # raises TypeError for a non-bool leaf
+    jax.tree.map(_masks.as_bool, mask)
   ema_dtype = _checks.check_float_dtype("ema_dtype", ema_dtype)
-  batch_reductions = _checks.check_bool("batch_reductions", batch_reductions)
-  skip_noise = _checks.is_static_zero(noise_scale)
+  skip_noise = isinstance(noise_scale, int | float) and noise_scale == 0
 
   def init_fn(params: optax.Params) -> PatsState:
     _checks.array_leaves("params", params)
+    emas = lambda: _masks.select(mask, params, lambda p: optax.tree.zeros_like(p, ema_dtype))
+    sensitivity = emas()
+    _masks.resolve_layer_axes(layer_axis, params, sensitivity)  # fails early on a bad axis
     return PatsState(
       count=jnp.zeros([], jnp.int32),
       key=_checks.canonical_key(key),
-      sensitivity=_masks.masked_zeros(mask, params, dtype=ema_dtype),
-      uncertainty=None if beta2 is None else _masks.masked_zeros(mask, params, dtype=ema_dtype),
+      sensitivity=sensitivity,
+      uncertainty=None if beta2 is None else emas(),
       inner_state=inner.init(params),
     )
 
@@ -170,64 +176,66 @@ def pats(
     params: optax.Params | None = None,
     **extra_args: Any,
   ) -> tuple[optax.Updates, PatsState]:
-    if params is None:
-      raise ValueError("pats needs params: call update(updates, state, params).")
-    grads, treedef = _checks.array_leaves("updates", updates)
-    thetas = _checks.same_structure("params", params, "updates", treedef)
-    _checks.matching_shapes("updates", grads, "params", thetas)
-    s_entries = _checks.state_entries("state.sensitivity", state.sensitivity, treedef)
-    u_entries = (
-      None
-      if state.uncertainty is None
-      else _checks.state_entries("state.uncertainty", state.uncertainty, treedef)
-    )
-
+    _checks.check_update_args(updates, params, "pats")
+    _checks.check_state_tree("state.sensitivity", state.sensitivity, params)
+    if state.uncertainty is not None:
+      _checks.check_state_tree("state.uncertainty", state.uncertainty, params)
     inner_updates, inner_state = inner.update(updates, state.inner_state, params, **extra_args)
-    outs = _checks.same_structure("the updates of inner", inner_updates, "updates", treedef)
 
-    idx = _masks.selected_indices(s_entries)
-    sel_thetas = [thetas[i] for i in idx]
-    s = [_steps.sensitivity(thetas[i], grads[i], sensitivity) for i in idx]  # step 1
-    s_hat, u_hat = _steps.update_emas(  # steps 2-3
-      s,
-      [s_entries[i] for i in idx],
-      None if u_entries is None else [u_entries[i] for i in idx],
-      beta1,
-      beta2,
+    on_selected = lambda fn, *trees: _steps.map_selected(fn, state.sensitivity, *trees)
+    s = on_selected(lambda _, t, g: _steps.sensitivity(t, g, sensitivity), params, updates)  # 1
+    s_hat = optax.tree.cast_like(  # 2, stored in the state's dtype
+      optax.tree.update_moment(s, state.sensitivity, beta1, 1), state.sensitivity
     )
+    u_hat = None
+    if beta2 is not None:  # 3
+      dev = jax.tree.map(lambda x, m: jnp.abs(x - m.astype(x.dtype)), s, s_hat)
+      u_hat = optax.tree.cast_like(
+        optax.tree.update_moment(dev, state.uncertainty, beta2, 1), state.uncertainty
+      )
 
     key, noise_key = jax.random.split(state.key)
-    if not skip_noise and idx:
+    if not skip_noise:
       lam = noise_scale(state.count) if callable(noise_scale) else noise_scale
-      imps = [  # step 3
-        _steps.importance(s_hat[j], None if u_hat is None else u_hat[j]) for j in range(len(idx))
-      ]
-      bounds = (
-        _steps.per_leaf(_steps.min_max, imps, batch_reductions)
-        if normalize == "minmax"
-        else [None] * len(imps)
+      imp = _importance(s_hat, u_hat)  # 3
+      amps = _amplitudes(params, imp, lam, normalize, direction, layer_axis)  # 4-5
+      thetas = on_selected(lambda _, t: t, params)
+      noise = _steps.draw_noise(noise_key, amps, thetas, distribution)  # 6
+      inner_updates = jax.tree.map(  # 7
+        lambda u, n: u if _steps.is_placeholder(n) else (u.astype(n.dtype) + n).astype(u.dtype),
+        inner_updates,
+        noise,
       )
-      stds = _steps.per_leaf(_steps.leaf_std, sel_thetas, batch_reductions)
-      amps = [
-        _steps.amplitude(theta, _steps.normalize(imp, normalize, b), lam, direction, std)
-        for theta, imp, b, std in zip(sel_thetas, imps, bounds, stds, strict=True)  # steps 4-5
-      ]
-      noise = _steps.draw_noise(noise_key, sel_thetas, amps, distribution)  # step 6
-      outs = list(outs)
-      for i, n in zip(idx, noise, strict=True):  # step 7
-        outs[i] = (outs[i].astype(n.dtype) + n).astype(outs[i].dtype)
-      inner_updates = treedef.unflatten(outs)
 
-    new_state = PatsState(
+    return inner_updates, PatsState(
       count=optax.safe_increment(state.count),
       key=key,
-      sensitivity=_masks.replace_at(s_entries, idx, s_hat, treedef),
-      uncertainty=None if u_hat is None else _masks.replace_at(u_entries, idx, u_hat, treedef),
+      sensitivity=s_hat,
+      uncertainty=u_hat,
       inner_state=inner_state,
     )
-    return inner_updates, new_state
 
   return optax.GradientTransformationExtraArgs(init_fn, update_fn)
+
+
+def _importance(s_hat: Any, u_hat: Any) -> Any:
+  """Step 3's `I` on every selected leaf (`MaskedNode()` kept)."""
+  if u_hat is None:
+    return jax.tree.map(lambda s: _steps.importance(s, None), s_hat)
+  return jax.tree.map(_steps.importance, s_hat, u_hat)
+
+
+def _amplitudes(
+  params: Any, importance: Any, lam: Any, normalize: str, direction: str, layer_axis: Any
+) -> Any:
+  """Steps 4-5 on every leaf where `importance` holds an array; its placeholder elsewhere."""
+  axes = _masks.resolve_layer_axes(layer_axis, params, importance)
+
+  def one(imp: jax.Array, theta: jax.Array, axis: int | None) -> jax.Array:
+    r = _steps.normalize(imp, normalize, axis)
+    return _steps.amplitude(theta, r, lam, direction, axis)
+
+  return _steps.map_selected(one, importance, params, axes)
 
 
 def noise_amplitude(
@@ -237,8 +245,9 @@ def noise_amplitude(
   noise_scale: Any,
   normalize: str = "minmax",
   direction: str = "normal",
+  layer_axis: _masks.LayerAxis = None,
 ) -> optax.Params:
-  """The per-parameter noise amplitude `a` of spec step 5 (steps 4-5 from `I`).
+  """The per-parameter noise amplitude `a` of `pats`'s step 5 (steps 4-5 from `I`).
 
   The same code `pats` uses, exposed for analysis and plots.
 
@@ -247,8 +256,7 @@ def noise_amplitude(
     importance: `I` per leaf (e.g. `state.sensitivity` of a `PatsState`), with the
       structure of params; `optax.MaskedNode()` or None marks an unselected leaf.
     noise_scale: `λ`, a scalar >= 0.
-    normalize: "minmax", "rank" or "none" (step 4).
-    direction: "normal" or "inverse" (step 5).
+    normalize, direction, layer_axis: as given to `pats`.
 
   Returns:
     `a` with the structure of `importance`: float32 (at least) arrays shaped like the
@@ -265,18 +273,12 @@ def noise_amplitude(
   _checks.check_nonnegative("noise_scale", noise_scale)
   _checks.check_choice("normalize", normalize, _steps.NORMALIZATIONS)
   _checks.check_choice("direction", direction, _steps.DIRECTIONS)
-  _, treedef = _checks.array_leaves("params", params)
-  thetas = treedef.flatten_up_to(params)
-  entries = _checks.state_entries("importance", importance, treedef)
-
-  def one(theta: jax.Array, imp: Any) -> Any:
-    if imp is None or _masked(imp):
-      return imp
-    r = _steps.normalize(_steps.importance(imp, None), normalize)
-    a = _steps.amplitude(theta, r, noise_scale, direction)
-    return jnp.broadcast_to(a, theta.shape)
-
-  return treedef.unflatten([one(t, e) for t, e in zip(thetas, entries, strict=True)])
+  _checks.array_leaves("params", params)
+  _checks.check_state_tree("importance", importance, params)
+  amps = _amplitudes(
+    params, _importance(importance, None), noise_scale, normalize, direction, layer_axis
+  )
+  return _steps.map_selected(lambda a, t: jnp.broadcast_to(a, t.shape), amps, params)
 
 
 def find_pats_state(opt_state: Any) -> PatsState | None:
@@ -291,11 +293,8 @@ def find_pats_state(opt_state: Any) -> PatsState | None:
   Raises:
     ValueError: when the state holds more than one `PatsState`.
   """
-  found = [
-    x
-    for x in jax.tree.leaves(opt_state, is_leaf=lambda x: isinstance(x, PatsState))
-    if isinstance(x, PatsState)
-  ]
+  is_pats = lambda x: isinstance(x, PatsState)
+  found = [x for x in jax.tree.leaves(opt_state, is_leaf=is_pats) if is_pats(x)]
   if len(found) > 1:
     raise ValueError(
       f"opt_state holds {len(found)} PatsStates; pass the part of the state you want."
@@ -310,19 +309,22 @@ def pats_statistics(
   noise_scale: optax.ScalarOrSchedule,
   normalize: str = "minmax",
   direction: str = "normal",
+  layer_axis: _masks.LayerAxis = None,
   threshold: float = 0.1,
 ) -> dict[str, jax.Array]:
   """Summary numbers of PATS for per-step logging (jit-compatible).
 
   Computed with the same code as the update from `params` and the EMAs held in the
   state, over all selected parameters (each element weighing the same). Called after a
-  step with the new params, it describes that step's noise up to one update of θ.
+  step with the new params, it describes that step's noise up to one update of θ. With
+  `layer_axis`, `r` and `a` are those of each stacked layer, so the numbers equal those
+  of the same layers held as separate leaves.
 
   Args:
     params: the parameters.
     opt_state: a `PatsState` or any optimizer state holding exactly one.
-    noise_scale, normalize, direction: as given to `pats`. A schedule is evaluated at
-      `count − 1` (the last step taken; 0 before any step).
+    noise_scale, normalize, direction, layer_axis: as given to `pats`. A schedule is
+      evaluated at `count − 1` (the last step taken; 0 before any step).
     threshold: the `r` below which a parameter counts as insensitive.
 
   Returns:
@@ -339,43 +341,30 @@ def pats_statistics(
     raise ValueError("opt_state holds no PatsState.")
   _checks.check_choice("normalize", normalize, _steps.NORMALIZATIONS)
   _checks.check_choice("direction", direction, _steps.DIRECTIONS)
-  _, treedef = _checks.array_leaves("params", params)
-  thetas = treedef.flatten_up_to(params)
-  s_entries = _checks.state_entries("state.sensitivity", state.sensitivity, treedef)
-  u_entries = (
-    [None] * len(thetas)
-    if state.uncertainty is None
-    else _checks.state_entries("state.uncertainty", state.uncertainty, treedef)
+  _checks.array_leaves("params", params)
+  _checks.check_state_tree("state.sensitivity", state.sensitivity, params)
+  lam = noise_scale(jnp.maximum(state.count - 1, 0)) if callable(noise_scale) else noise_scale
+  lam = jnp.asarray(lam, jnp.float32)
+  imp = _importance(state.sensitivity, state.uncertainty)
+  axes = _masks.resolve_layer_axes(layer_axis, params, imp)
+  r = _steps.map_selected(
+    lambda i, ax: jnp.broadcast_to(_steps.normalize(i, normalize, ax), i.shape), imp, axes
   )
-  step = jnp.maximum(state.count - 1, 0)
-  lam = jnp.asarray(noise_scale(step) if callable(noise_scale) else noise_scale, jnp.float32)
-
-  total = 0
-  sums = {
-    "amplitude_mean": 0.0,
-    "r_mean": 0.0,
-    "below": 0.0,
-    "sensitivity_mean": 0.0,
-    "uncertainty_mean": 0.0,
+  a = _steps.map_selected(
+    lambda r, t, ax: _steps.amplitude(t, r, lam, direction, ax), r, params, axes
+  )
+  total = sum(x.size for x in jax.tree.leaves(state.sensitivity))
+  mean = lambda tree, fn=lambda x: x: (
+    sum((jnp.sum(fn(x), dtype=jnp.float32) for x in jax.tree.leaves(tree)), 0.0) / max(total, 1)
+  )
+  stats = {
+    "noise_scale": lam,
+    "amplitude_mean": mean(a),
+    "r_mean": mean(r),
+    f"r_below_{threshold:g}": mean(r, lambda x: x < threshold),
+    "sensitivity_mean": mean(state.sensitivity),
   }
-  for theta, sh, uh in zip(thetas, s_entries, u_entries, strict=True):
-    if _masked(sh):
-      continue
-    imp = _steps.importance(sh, uh)
-    r = jnp.broadcast_to(_steps.normalize(imp, normalize), sh.shape)
-    a = _steps.amplitude(theta, r, lam, direction)
-    total += sh.size
-    sums["amplitude_mean"] += jnp.sum(a, dtype=jnp.float32)
-    sums["r_mean"] += jnp.sum(r, dtype=jnp.float32)
-    sums["below"] += jnp.sum(r < threshold, dtype=jnp.float32)
-    sums["sensitivity_mean"] += jnp.sum(sh, dtype=jnp.float32)
-    if uh is not None:
-      sums["uncertainty_mean"] += jnp.sum(uh, dtype=jnp.float32)
-  denom = max(total, 1)
-  stats = {"noise_scale": lam}
-  stats.update({k: jnp.asarray(v, jnp.float32) / denom for k, v in sums.items()})
-  stats[f"r_below_{threshold:g}"] = stats.pop("below")
-  if state.uncertainty is None:
-    del stats["uncertainty_mean"]
-  stats["selected"] = jnp.asarray(total, jnp.float32)
-  return stats
+  if state.uncertainty is not None:
+    stats["uncertainty_mean"] = mean(state.uncertainty)
+  stats = {k: jnp.asarray(v, jnp.float32) for k, v in stats.items()}
+  return {**stats, "selected": jnp.asarray(total, jnp.float32)}

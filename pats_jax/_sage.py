@@ -1,4 +1,4 @@
-"""SAGE (sensitivity-guided adaptive learning rate), the spec's per-parameter baseline."""
+"""SAGE (sensitivity-guided adaptive learning rate): a per-parameter baseline for PATS."""
 
 from __future__ import annotations
 
@@ -74,7 +74,7 @@ def sage(
     Liang et al., `No Parameters Left Behind: Sensitivity Guided Adaptive Learning Rate
     for Training Large Transformer Models <https://arxiv.org/abs/2202.02664>`_, ICLR 2022.
   """
-  inner = _checks.check_inner("inner", inner)
+  inner = _checks.check_inner(inner)
   _checks.check_beta("beta3", beta3)
   _checks.check_nonnegative("eps", eps)
   if mask is not None and not callable(mask):
@@ -85,8 +85,8 @@ def sage(
     _checks.array_leaves("params", params)
     return SageState(
       count=jnp.zeros([], jnp.int32),
-      sensitivity=_masks.masked_zeros(
-        mask, params, default=_masks.all_leaves_mask, dtype=ema_dtype
+      sensitivity=_masks.select(
+        mask, params, lambda p: optax.tree.zeros_like(p, ema_dtype), default=_masks.all_leaves_mask
       ),
       inner_state=inner.init(params),
     )
@@ -97,29 +97,29 @@ def sage(
     params: optax.Params | None = None,
     **extra_args: Any,
   ) -> tuple[optax.Updates, SageState]:
-    if params is None:
-      raise ValueError("sage needs params: call update(updates, state, params).")
-    grads, treedef = _checks.array_leaves("updates", updates)
-    thetas = _checks.same_structure("params", params, "updates", treedef)
-    _checks.matching_shapes("updates", grads, "params", thetas)
-    entries = _checks.state_entries("state.sensitivity", state.sensitivity, treedef)
-
+    _checks.check_update_args(updates, params, "sage")
+    _checks.check_state_tree("state.sensitivity", state.sensitivity, params)
     inner_updates, inner_state = inner.update(updates, state.inner_state, params, **extra_args)
-    outs = list(_checks.same_structure("the updates of inner", inner_updates, "updates", treedef))
 
-    idx = _masks.selected_indices(entries)
     count = optax.safe_increment(state.count)
-    sens = [_steps.sensitivity(thetas[i], grads[i], "taylor") for i in idx]
-    avg, _ = _steps.update_emas(sens, [entries[i] for i in idx], None, beta3, None)
-    for j, i in enumerate(idx):
-      i_bc = optax.tree.bias_correction(avg[j].astype(sens[j].dtype), beta3, count)
-      factor = jnp.abs(sens[j] - i_bc) / (i_bc + eps)
-      outs[i] = (outs[i].astype(factor.dtype) * factor).astype(outs[i].dtype)
-
-    return treedef.unflatten(outs), SageState(
-      count=count,
-      sensitivity=_masks.replace_at(entries, idx, avg, treedef),
-      inner_state=inner_state,
+    sens = _steps.map_selected(
+      lambda _, t, g: _steps.sensitivity(t, g, "taylor"), state.sensitivity, params, updates
     )
+    avg = optax.tree.cast_like(
+      optax.tree.update_moment(sens, state.sensitivity, beta3, 1), state.sensitivity
+    )
+
+    def scale(i: jax.Array, i_avg: jax.Array, u: jax.Array) -> jax.Array:  # U / (Ī_bc + eps)
+      i_bc = optax.tree.bias_correction(i_avg.astype(i.dtype), beta3, count)
+      factor = jnp.abs(i - i_bc) / (i_bc + eps)
+      return (u.astype(factor.dtype) * factor).astype(u.dtype)
+
+    out = jax.tree.map(
+      lambda u, i, i_avg: u if _steps.is_placeholder(i) else scale(i, i_avg, u),
+      inner_updates,
+      sens,
+      avg,
+    )
+    return out, SageState(count=count, sensitivity=avg, inner_state=inner_state)
 
   return optax.GradientTransformationExtraArgs(init_fn, update_fn)

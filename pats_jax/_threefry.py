@@ -5,10 +5,12 @@
 Threefry-2x32 under the key. On CPU, JAX lowers that hash as a rolled loop that writes two
 uint32 arrays per round group, so drawing the noise costs several passes over memory.
 Written out here as plain uint32 arithmetic, the hash is elementwise code that XLA fuses
-into the pass that uses the noise: about 5x faster on CPU, and unchanged on GPU/TPU, where
-JAX already unrolls it. The values are identical to `jax.random.uniform`/`normal`
-(tested), and, being a function of the element's global index, the same under any
-sharding.
+into the pass that uses the noise. Drawing `x + λ·U(−1/2, 1/2)` on BERT-base's leaves on a
+2-core CPU took 0.8 / 1.8 / 32 ms this way against 2.1 / 11 / 214 ms with
+`jax.random.uniform` (768x768, 768x3072, the 30522x768 embedding table): 3-7x, and the
+noise is most of PATS's cost on a CPU. On GPU/TPU, where JAX already unrolls the hash, it
+changes nothing. The values are identical to `jax.random.uniform`/`normal` (tested), and,
+being a function of the element's global index, the same under any sharding.
 
 Other key implementations, dtypes other than float32, and leaves of 2**32 elements or more
 fall back to `jax.random`.

@@ -1,7 +1,8 @@
-"""Shared pieces of the trainer tests: tiny overrides and the persistent compilation cache."""
+"""Pieces the trainer tests share: loading configs, tiny overrides, the compilation cache."""
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import pathlib
 import sys
@@ -29,6 +30,25 @@ TINY = {
 }
 
 
+def load_config(path: str | os.PathLike[str], arg: str | None = None):
+  """Loads a config file's `get_config(arg)` the way `train.py --config path[:arg]` does, locked.
+
+  Args:
+    path: a config file (`configs/*.py`); it may import `configs.*` from the repository root.
+    arg: the text after `:` in `--config path:arg`, or None.
+
+  Returns:
+    The locked `ml_collections.ConfigDict`.
+  """
+  path = pathlib.Path(path).resolve()
+  spec = importlib.util.spec_from_file_location(f"_config_{path.stem}", path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  config = module.get_config(arg) if arg is not None else module.get_config()
+  config.lock()
+  return config
+
+
 def override(config, **values):
   """Sets dotted fields (`"mesh.data"` may be given as `mesh__data`) of a locked config."""
   for key, value in values.items():
@@ -42,9 +62,7 @@ def override(config, **values):
 
 def tiny_config(path: str = "configs/tiny.py", arg: str | None = None, **values):
   """A shipped config with the `TINY` overrides and then `values`."""
-  from pats_jax import testing
-
-  config = testing.load_config(REPO_ROOT / path, arg)
+  config = load_config(REPO_ROOT / path, arg)
   return override(override(config, **TINY), **values)
 
 

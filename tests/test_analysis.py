@@ -1,12 +1,14 @@
-"""Sensitivity analysis: concentration statistics, dev sensitivity, and a finished tiny run."""
+"""Sensitivity analysis: concentration, dev sensitivity of a run, and its rank correlation tests."""
 
 from __future__ import annotations
 
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from _train_helpers import REPO_ROOT  # noqa: F401  (puts the repository root on sys.path)
 
-from pats_jax import analysis
+from pats_jax.training import analysis
+from scripts.study import stats
 
 
 def test_concentration_known_values():
@@ -74,22 +76,23 @@ def test_workdir_sensitivity_of_a_tiny_run(tmp_path):
   assert report.method == "pats" and report.task == "mrpc"
   assert 0.0 < report.stats["gini"] < 1.0
   assert report.histogram.sum() > 0
+  assert str(tmp_path) not in str(report.to_json())
   with pytest.raises(FileNotFoundError, match=r"config\.json"):
     analysis.workdir_sensitivity(tmp_path / "missing")
 
 
 def test_rank_correlation_statistic_is_spearmans_and_p_a_permutation_p():
-  from scipy import stats
+  from scipy import stats as scipy_stats
 
   rng = np.random.default_rng(0)
   x = rng.normal(size=40)
   y = 0.5 * x + rng.normal(size=40)
-  rho, p = analysis.rank_correlation(x, y, np.zeros(40))
-  want = stats.spearmanr(x, y)
+  rho, p = stats.rank_correlation(x, y, np.zeros(40))
+  want = scipy_stats.spearmanr(x, y)
   assert rho == pytest.approx(want.statistic, abs=1e-12)
   assert p == pytest.approx(want.pvalue, abs=0.01)  # permutation vs t approximation
-  assert np.isnan(analysis.rank_correlation([1.0, 2.0], [1.0, 2.0], [0, 0])[0])
-  assert np.isnan(analysis.rank_correlation([1.0, 1.0, 1.0], [1.0, 2.0, 3.0], [0, 0, 0])[1])
+  assert np.isnan(stats.rank_correlation([1.0, 2.0], [1.0, 2.0], [0, 0])[0])
+  assert np.isnan(stats.rank_correlation([1.0, 1.0, 1.0], [1.0, 2.0, 3.0], [0, 0, 0])[1])
 
 
 def test_rank_correlation_shuffles_only_within_groups():
@@ -98,10 +101,10 @@ def test_rank_correlation_shuffles_only_within_groups():
   d = np.array([1.0, 2.0, 3.0, 4.0, 5.0])
   x = np.concatenate([d, -d])
   groups = np.concatenate([np.arange(5), np.arange(5)])
-  rho, p = analysis.rank_correlation(x, 2 * x, groups)
+  rho, p = stats.rank_correlation(x, 2 * x, groups)
   assert rho == pytest.approx(1.0)
   assert p == pytest.approx(2 / 32, abs=0.01)
-  assert analysis.rank_correlation(x, 2 * x, np.zeros(10))[1] < 0.001
+  assert stats.rank_correlation(x, 2 * x, np.zeros(10))[1] < 0.001
 
 
 def _record(task, method, seed, gini, score):
@@ -127,7 +130,7 @@ def test_concentration_vs_score_separates_method_and_seed_effects():
   records.append(_record("rte", "plain", 0, 0.6, 0.5))  # one run: no cell of >= 2 runs
   records += [_record("wnli", "plain", s, g, 0.31) for s, g in enumerate((0.6, 0.7))]
   records += [_record("ax", "plain", s, g, g) for s, g in enumerate((0.6, 0.7, 0.8))]
-  rows = {row["task"]: row for row in analysis.concentration_vs_score(records)}
+  rows = {row["task"]: row for row in stats.concentration_vs_score(records)}
   assert list(rows) == ["ax", "cola", "mrpc", "rte", "wnli", "all"]
   assert rows["ax"]["runs"] == 3 and rows["ax"]["rho_across"] == pytest.approx(1.0)
   for task in ("cola", "mrpc", "all"):

@@ -46,7 +46,8 @@ def test_cudnn_model_runs_single_query_attention_through_xla(tmp_path, monkeypat
 
 def test_gpu_attention_check_says_it_needs_a_gpu():
   result = subprocess.run(
-    [sys.executable, str(REPO_ROOT / "scripts/check_gpu_attention.py")],
+    [sys.executable, "-m", "scripts.bench.gpu_attention"],
+    cwd=REPO_ROOT,
     capture_output=True,
     text=True,
     env=cache_env(),

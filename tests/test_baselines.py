@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -96,34 +97,39 @@ def np_sage(params, grads_seq, *, lr, beta3, eps):
   return out, avg
 
 
-def test_sage_matches_numpy():
-  rng = np.random.default_rng(1)
-  theta = rng.normal(size=(5, 4)).astype(np.float32)
-  grads = [rng.normal(size=(5, 4)).astype(np.float32) for _ in range(5)]
-  expected, avg = np_sage(theta, grads, lr=0.1, beta3=0.8, eps=1e-8)
-  opt = pats_jax.sage(optax.sgd(0.1), beta3=0.8, eps=1e-8)
-  params = {"w": jnp.asarray(theta), "b": jnp.ones(3)}
-  state = opt.init(params)
-  update = jax.jit(opt.update)
-  for t, g in enumerate(grads):
-    updates, state = update({"w": jnp.asarray(g), "b": jnp.ones(3)}, state, params)
-    np.testing.assert_allclose(updates["w"], expected[t], rtol=2e-4, atol=1e-7)
-    params = optax.apply_updates(params, updates)
-  np.testing.assert_allclose(state.sensitivity["w"], avg, rtol=1e-4)
-  assert int(state.count) == 5
+class SageTest(chex.TestCase):
+  @chex.variants(with_jit=True, without_jit=True)
+  def test_sage_matches_numpy(self):
+    rng = np.random.default_rng(1)
+    theta = rng.normal(size=(5, 4)).astype(np.float32)
+    grads = [rng.normal(size=(5, 4)).astype(np.float32) for _ in range(5)]
+    expected, avg = np_sage(theta, grads, lr=0.1, beta3=0.8, eps=1e-8)
+    opt = pats_jax.sage(optax.sgd(0.1), beta3=0.8, eps=1e-8)
+    params = {"w": jnp.asarray(theta), "b": jnp.ones(3)}
+    state = opt.init(params)
+    update = self.variant(opt.update)
+    for t, g in enumerate(grads):
+      updates, state = update({"w": jnp.asarray(g), "b": jnp.ones(3)}, state, params)
+      chex.assert_trees_all_close(updates["w"], expected[t], rtol=2e-4, atol=1e-7)
+      params = optax.apply_updates(params, updates)
+    chex.assert_trees_all_close(state.sensitivity["w"], avg, rtol=1e-4)
+    assert int(state.count) == 5
 
-
-def test_sage_mask_and_first_step():
-  params = {"w": jnp.ones((2, 3)), "b": jnp.ones(3)}
-  grads = {"w": jnp.full((2, 3), 0.5), "b": jnp.full(3, 0.5)}
-  opt = pats_jax.sage(optax.sgd(1.0), mask={"w": True, "b": False})
-  state = opt.init(params)
-  assert state.sensitivity["b"] == optax.MaskedNode()
-  updates, state = opt.update(grads, state, params)
-  np.testing.assert_allclose(updates["w"], 0.0, atol=1e-6)  # t = 1: U = |I − I| = 0
-  np.testing.assert_array_equal(updates["b"], -0.5)  # not selected: sgd's step
-  updates, state = jax.jit(opt.update)(grads, state, params)
-  assert updates["w"].dtype == jnp.float32 and int(state.count) == 2
+  @chex.variants(with_jit=True, without_jit=True)
+  def test_sage_mask_and_first_step(self):
+    dtype = jnp.float32
+    params = {"w": jnp.ones((2, 3), dtype), "b": jnp.ones(3, dtype)}
+    grads = {"w": jnp.full((2, 3), 0.5, dtype), "b": jnp.full(3, 0.5, dtype)}
+    opt = pats_jax.sage(optax.sgd(1.0), mask={"w": True, "b": False})
+    state = opt.init(params)
+    assert state.sensitivity["b"] == optax.MaskedNode()
+    update = self.variant(opt.update)
+    updates, state = update(grads, state, params)
+    chex.assert_trees_all_close(updates["w"], jnp.zeros((2, 3), dtype), atol=1e-6)  # U = 0
+    chex.assert_trees_all_equal(updates["b"], jnp.full(3, -0.5, dtype))  # sgd's step
+    updates, state = update(grads, state, params)
+    chex.assert_type([updates["w"], state.sensitivity["w"]], dtype)
+    assert int(state.count) == 2
 
 
 @pytest.mark.parametrize(
@@ -146,7 +152,8 @@ def test_noisytune_perturbs_matrices_within_bounds(dtype):
   for m, p, q in zip(
     jax.tree.leaves(mask), jax.tree.leaves(params), jax.tree.leaves(new), strict=True
   ):
-    assert q.dtype == dtype and q.shape == p.shape
+    chex.assert_type(q, dtype)
+    chex.assert_shape(q, p.shape)
     p32, q32 = np.asarray(p, np.float32), np.asarray(q, np.float32)
     if not m:
       np.testing.assert_array_equal(q32, p32)
@@ -168,11 +175,10 @@ def test_noisytune_matches_reference_noise_and_is_deterministic():
   for k, name in zip(keys, ["a", "b"], strict=True):
     eps = jax.random.uniform(k, params[name].shape, jnp.float32, -0.5, 0.5)
     expected = params[name] + 0.2 * np.std(np.asarray(params[name], np.float64)) * eps
-    np.testing.assert_allclose(new[name], expected, rtol=1e-6)
-  again = pats_jax.noisytune(params, 11, scale=0.2)
-  jax.tree.map(np.testing.assert_array_equal, new, again)
+    chex.assert_trees_all_close(new[name], expected, rtol=1e-6)
+  chex.assert_trees_all_equal(new, pats_jax.noisytune(params, 11, scale=0.2))
   only_b = pats_jax.noisytune(params, 11, scale=0.2, mask={"a": False, "b": True})
-  np.testing.assert_array_equal(only_b["a"], params["a"])
+  chex.assert_trees_all_equal(only_b["a"], params["a"])
 
 
 # --- PATS ablations as knobs ------------------------------------------------------------
@@ -186,7 +192,9 @@ def test_sensitivity_blind_noise_is_uniform_amplitude():
   state = opt.init(params)
   updates, state = opt.update(grads, state, params)
   a = pats_jax.noise_amplitude(params, state.sensitivity, noise_scale=0.1, normalize="none")
-  np.testing.assert_allclose(a["w"], 0.1 * np.std(np.asarray(params["w"], np.float64)), rtol=1e-6)
+  chex.assert_trees_all_close(
+    a["w"], np.full((16, 8), 0.1 * np.std(np.asarray(params["w"], np.float64))), rtol=1e-6
+  )
   assert np.all(np.abs(np.asarray(updates["w"])) <= np.asarray(a["w"]) / 2)
 
 
@@ -194,4 +202,5 @@ def test_gradient_noise_baseline_is_optax_add_noise():
   opt = optax.chain(optax.add_noise(0.01, 0.55, key=0), optax.sgd(0.1))
   params = jnp.ones(3)
   updates, _ = opt.update(jnp.ones(3), opt.init(params), params)
-  assert updates.shape == (3,)
+  chex.assert_shape(updates, (3,))
+  assert not np.allclose(updates, -0.1)  # noise was added to sgd's step

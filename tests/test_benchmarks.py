@@ -1,108 +1,210 @@
-"""The benchmark scripts run end to end on tiny shapes and print every variant they time.
+"""The benchmarks run end to end on tiny shapes, print their header and write figures that parse.
 
-A lent GPU is a few minutes of device time: a script that crashes there wastes it. These
-tests run the timing and the `--kernels` paths on the CPU with small trees and models; the
-figures themselves are not checked (speed lives in the scripts, not in tests).
+Each benchmark (`python -m scripts.bench.<name>`) runs here on a tiny model for a few steps;
+the tests check what it prints and writes (the environment header, every variant, finite
+ratios), never how fast anything is: speed lives in the benchmarks. The GPU suite runs in its
+tiny mode on the CPU, so the command prepared for a GPU is known to run every item.
 """
 
 from __future__ import annotations
 
-import os
+import json
+import math
 import re
 import subprocess
 import sys
 
+import jax
 import pytest
 from _train_helpers import REPO_ROOT, cache_env
 
-pytestmark = pytest.mark.slow  # subprocesses that compile (seconds each)
+from pats_jax.models import testing as model_testing
+from pats_jax.models.config import ModelConfig
+from pats_jax.training import sources
+from scripts.bench import common
+
+HEADER_KEYS = ("date", "command", "cpu", "load average", "gpu", "jax", "jaxlib", "flax", "optax")
 
 
-def run_script(name: str, *args: str) -> str:
-  command = [sys.executable, str(REPO_ROOT / "scripts" / name), *args]
+def run_bench(name: str, tmp_path, *args: str) -> tuple[str, dict]:
+  """Runs `python -m scripts.bench.<name> args --json`; returns its stdout and figures."""
+  figures = tmp_path / f"{name}.json"
   done = subprocess.run(
-    command, capture_output=True, text=True, env=cache_env(), timeout=300, cwd=REPO_ROOT
+    [sys.executable, "-m", f"scripts.bench.{name}", *args, "--json", str(figures)],
+    capture_output=True,
+    text=True,
+    env=cache_env(),
+    timeout=600,
+    cwd=REPO_ROOT,
   )
-  assert done.returncode == 0, done.stderr[-3000:]
-  return done.stdout
+  assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+  check_header(done.stdout, name)
+  return done.stdout, json.loads(figures.read_text())
 
 
-UPDATE_VARIANTS = ["adamw", "pats", "pats-noise0", "pats-rank", "pats-hashfree", "pats-batched"]
+def check_header(text: str, name: str) -> None:
+  """The environment header: every key once, and the command in its `python -m` form."""
+  for key in HEADER_KEYS:
+    assert re.search(rf"^# {key}: \S", text, re.MULTILINE), (key, text[:2000])
+  assert f"# command: python -m scripts.bench.{name}" in text, text[:2000]
 
 
-def test_bench_update_times_every_variant_against_the_copy():
-  out = run_script(
-    "bench_update.py", "--trees", "tiny", "--steps", "2", "--warmup", "1",
-    "--variants", *UPDATE_VARIANTS,
-  )  # fmt: skip
-  for name in ["copy (x + 1)", *UPDATE_VARIANTS]:
-    line = next((x for x in out.splitlines() if x.startswith(name + " ")), None)
-    assert line is not None, out
-    assert re.search(r"[\d.]+ ms .* of copy", line), line
-
-
-def test_bench_update_kernels_counts_the_batched_groups():
-  out = run_script(
-    "bench_update.py", "--trees", "tiny", "--kernels", "--variants", "adamw", "pats",
-    "pats-batched",
-  )  # fmt: skip
-  counts = {
-    m.group(1): int(m.group(2)) for m in re.finditer(r"^(\S+)\s+(\d+) ops", out, re.MULTILINE)
-  }
-  assert set(counts) >= {"adamw", "pats", "pats-batched"}, out
-  # Two layers of same-shaped matrices: batching has fewer operations to launch.
-  assert counts["adamw"] < counts["pats-batched"] < counts["pats"], counts
-
-
-@pytest.mark.parametrize("kernels", [False, True], ids=["timing", "kernels"])
-def test_bench_train_step_runs_every_variant(kernels):
-  args = ["--model", "bert-tiny", "--batch_size", "4", "--length", "16", "--batch_reductions"]
-  if kernels:
-    args.append("--kernels")
-  else:
-    args += ["--rounds", "2", "--warmup", "1", "--flash", "--full_last_layer"]
-  out = run_script("bench_train_step.py", *args)
-  names = ["plain", "pats", "pats_batched"] + ([] if kernels else ["plain_full", "plain_flash"])
+def check_rows(rows: dict, names: list[str], *, baseline: str | None) -> None:
+  """Every variant has finite timing figures; the baseline's ratios are exactly 1."""
+  assert set(names) <= set(rows), (names, rows)
   for name in names:
-    pattern = rf"^{name}\s+\d+ ops" if kernels else rf"^{name}\s+[\d.]+ ms/step"
-    assert re.search(pattern, out, re.MULTILINE), (name, out)
-  if not kernels:
-    assert "PATS overhead, batch_reductions:" in out, out
+    row = rows[name]
+    keys = ["median_ms", "min_ms", "max_ms", "per_second"]
+    if baseline:
+      keys += ["time_ratio", "round_ratio"]
+    for key in keys:
+      assert math.isfinite(row[key]) and row[key] > 0, (name, key, row)
+    assert row["min_ms"] <= row["median_ms"] <= row["max_ms"], row
+  if baseline:
+    assert rows[baseline]["time_ratio"] == rows[baseline]["round_ratio"] == 1.0
 
 
-def test_bench_memory_reports_state_bytes_and_peaks():
-  out = run_script(
-    "bench_memory.py", "--model", "bert-tiny", "--batch_size", "4", "--length", "16",
+def test_flop_count_matches_the_model_matrices():
+  # 6 x tokens x the encoder's weight-matrix parameters, read off a real parameter tree, plus
+  # the attention and head terms of `common.train_step_flops`'s docstring.
+  shape = common.shape_config("tiny")
+  pretrained = common.load_random_model("tiny")
+  encoder = sum(
+    x.size
+    for path, x in jax.tree_util.tree_leaves_with_path(pretrained.params["encoder"])
+    if x.ndim >= 2 and "kernel" in jax.tree_util.keystr(path)
+  )
+  head = sum(
+    x.size
+    for path, x in jax.tree_util.tree_leaves_with_path(pretrained.params)
+    if x.ndim == 2 and re.search(r"pooler|classifier", jax.tree_util.keystr(path))
+  )
+  L, H = shape["num_hidden_layers"], shape["hidden_size"]
+  batch, length = 3, 10
+  expected = 6 * batch * length * encoder + 12 * batch * L * H * length**2 + 6 * batch * head
+  assert common.train_step_flops(shape, batch_size=batch, length=length) == expected
+
+
+def test_shapes_come_from_the_model_config():
+  base = ModelConfig.from_hf_dict({"model_type": "bert"}, num_labels=2)
+  assert common.shape_config("bert-base")["hidden_size"] == base.hidden_size
+  assert common.shape_config("tiny")["hidden_size"] == model_testing.tiny_config()["hidden_size"]
+  large = common.shape_config("bert-large")
+  assert large["hidden_size"] % large["num_attention_heads"] == 0
+
+
+@pytest.mark.slow
+def test_update_times_every_variant_against_adamw(tmp_path):
+  variants = ["adamw", "pats", "pats-noise0", "pats-rank", "pats-rbg"]
+  out, figures = run_bench(
+    "update", tmp_path, "--shapes", "tiny", "--rounds", "2", "--warmup", "1", "--variants",
+    *variants,
+  )  # fmt: skip
+  rows = figures["tiny"]["variants"]
+  check_rows(rows, ["copy", *variants], baseline="adamw")
+  for name in ["copy", *variants]:
+    assert rows[name]["operations"] > 0 and math.isfinite(rows[name]["fraction_of_copy"])
+    assert re.search(rf"^{name}\s+[\d.]+", out, re.MULTILINE), (name, out)
+
+
+@pytest.mark.slow
+def test_memory_counts_state_bytes_and_peaks(tmp_path):
+  _, figures = run_bench(
+    "memory", tmp_path, "--shape", "tiny", "--batch_size", "2", "--length", "16",
     "--peak_variants", "plain AdamW", "PATS, bf16 EMA",
   )  # fmt: skip
-  assert re.search(r"^PATS\+unc\., bf16 EMAs\s+[\d.]+", out, re.MULTILINE), out
-  assert re.search(r"^PATS, bf16 EMA: peak [+-][\d.]+% vs plain AdamW", out, re.MULTILINE), out
+  state = figures["state"]
+  assert state["plain AdamW"]["ema_bytes_per_param"] == 0
+  fp32, bf16 = state["PATS, fp32 EMA"], state["PATS, bf16 EMA"]
+  assert fp32["ema_bytes_per_param"] == pytest.approx(2 * bf16["ema_bytes_per_param"])
+  assert fp32["bytes_per_param"] > state["plain AdamW"]["bytes_per_param"]
+  peak = figures["peak"]["PATS, bf16 EMA"]
+  assert peak["peak"] > 0 and math.isfinite(peak["peak_ratio"])
 
 
-def test_bench_torch_times_torch_and_both_jax_steps():
-  pytest.importorskip("torch")
-  out = run_script(
-    "bench_torch.py", "--model", "bert-tiny", "--batch_size", "2", "--length", "16",
-    "--rounds", "1", "--warmup", "0", "--threads", "1",
+@pytest.fixture(scope="module")
+def tiny_glue(tmp_path_factory):
+  """The trainer's synthetic GLUE folder and tiny model, written once."""
+  workdir = tmp_path_factory.mktemp("tiny_sources")
+  glue = sources.resolve_glue_dir(sources.TINY_DATA, workdir=workdir)
+  return glue, sources.resolve_model("tiny-bert", workdir=workdir)
+
+
+@pytest.mark.slow
+def test_e2e_compares_bucketing_with_fixed_padding(tmp_path, tiny_glue):
+  glue, model = tiny_glue
+  _, figures = run_bench(
+    "e2e", tmp_path, "--task", "rte", "--glue_dir", str(glue), "--model", model,
+    "--batch_size", "4", "--max_length", "32", "--bucket_multiple", "8", "--max_steps", "2",
   )  # fmt: skip
-  for name in ("torch eager AdamW", "jax jit AdamW", "jax jit PATS"):
-    assert re.search(rf"^{name}\s+[\d.]+ ms/step", out, re.MULTILINE), (name, out)
+  rows = figures["variants"]
+  check_rows(rows, ["bucketed", "fixed"], baseline="fixed")
+  assert rows["bucketed"]["padding"] <= rows["fixed"]["padding"]
+  assert math.isfinite(figures["bucketing_speedup"]) and figures["bucketing_speedup"] > 0
 
 
-def test_gpu_checks_script_runs_every_step_and_logs_them(tmp_path):
-  # The prepared device command, on the CPU with tiny shapes: each step must run and be logged.
-  env = cache_env() | {
-    "OUT": str(tmp_path), "PYTHON": sys.executable, "MODEL": "bert-tiny", "TREES": "tiny",
-    "ROUNDS": "1", "STEPS": "1", "SKIP_TESTS": "1", "WHEELS": str(tmp_path / "none"),
-    "LIMIT": "280", "PATH": os.environ["PATH"],
-  }  # fmt: skip
+@pytest.mark.slow
+def test_tokenize_reports_rows_per_second(tmp_path, tiny_glue):
+  glue, model = tiny_glue
+  out, figures = run_bench(
+    "tokenize", tmp_path, "--task", "rte", "--glue_dir", str(glue), "--model", model,
+    "--repeats", "2",
+  )  # fmt: skip
+  assert figures["rows"] > 0 and figures["best_s"] <= figures["median_s"]
+  assert "rows/s" in out
+
+
+def test_e2e_names_the_missing_glue_folder(tmp_path):
   done = subprocess.run(
-    ["bash", str(REPO_ROOT / "scripts" / "gpu_checks.sh")],
-    capture_output=True, text=True, env=env, timeout=900, cwd=tmp_path,
+    [sys.executable, "-m", "scripts.bench.e2e", "--glue_dir", str(tmp_path / "absent")],
+    capture_output=True, text=True, env=cache_env(), timeout=120, cwd=REPO_ROOT,
   )  # fmt: skip
-  log = (tmp_path / "gpu_checks.log").read_text()
-  assert done.returncode == 0, log[-3000:]
-  for name in ("environment", "update_kernels", "step_kernels", "step_timing", "update_timing"):
-    assert f"=== {name}: " in log, (name, log[-3000:])
-  assert re.search(r"^pats_batched\s+[\d.]+ ms/step", log, re.MULTILINE), log[-3000:]
-  assert "=== all steps passed" in log
+  assert done.returncode != 0
+  assert "absent" in done.stderr and "GLUE_DIR" in done.stderr and "Traceback" not in done.stderr
+
+
+@pytest.mark.slow
+def test_gpu_suite_tiny_runs_every_item(tmp_path):
+  # The command prepared for a GPU, in its tiny mode on the CPU: every item runs and reports.
+  done = subprocess.run(
+    [sys.executable, "-m", "scripts.bench.gpu_suite", "--out", str(tmp_path)],
+    capture_output=True, text=True, env=cache_env() | {"TINY": "1"}, timeout=1200,
+    cwd=REPO_ROOT,
+  )  # fmt: skip
+  log = (tmp_path / "suite.log").read_text()
+  assert done.returncode == 0, log[-4000:]
+  assert sorted(p.name for p in tmp_path.iterdir()) == ["figures.json", "profile.txt", "suite.log"]
+  report = json.loads((tmp_path / "figures.json").read_text())
+  assert report["tiny"] is True
+  items = report["items"]
+  expected = ["train_step", "torch_baseline", "startup", "loop", "gpu_attention"]
+  if common.supports_scan_layers():
+    expected.append("train_step_scan")
+  if common.trainer_supports_scan_layers():
+    expected.append("loop_scan")
+  assert sorted(items) == sorted(expected)
+  for name, item in items.items():
+    module = name.removesuffix("_scan")
+    assert item["status"] in (("ok", "skipped") if name == "gpu_attention" else ("ok",)), item
+    check_header(log.split(f"=== {name}: ")[1], module)
+  step = items["train_step"]["figures"]
+  for batch in ("2", "4"):
+    check_rows(step["batches"][batch]["variants"], ["plain", "pats"], baseline="plain")
+  assert str(step["best_batch_size"]) in step["batches"]
+  torch_rows = items["torch_baseline"]["figures"]["variants"]
+  check_rows(torch_rows, ["torch-eager", "jax-plain", "jax-pats"], baseline="torch-eager")
+  loop = items["loop"]["figures"]
+  assert loop["loop_steps_per_s"] > 0 and math.isfinite(loop["loop_over_bare"])
+  assert items["startup"]["figures"]["variants"]["unstacked"]["first_step_s"] > 0
+  assert all(v is None or math.isfinite(v) for v in report["summary"].values()), report["summary"]
+  assert re.search(r"^\s+\d+ us\s+[\d.]+%", (tmp_path / "profile.txt").read_text(), re.MULTILINE)
+
+
+def test_gpu_attention_says_it_needs_a_gpu():
+  done = subprocess.run(
+    [sys.executable, "-m", "scripts.bench.gpu_attention"],
+    capture_output=True, text=True, env=cache_env(), timeout=120, cwd=REPO_ROOT,
+  )  # fmt: skip
+  assert done.returncode == 2, done.stderr[-2000:]
+  assert "needs a GPU; the backend is cpu" in done.stdout
+  check_header(done.stdout, "gpu_attention")

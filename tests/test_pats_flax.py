@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -58,7 +59,7 @@ def test_linen_train_state():
   assert losses[-1] < 0.9 * losses[0]
   ps = pats_jax.find_pats_state(state.opt_state)
   assert int(ps.count) == STEPS
-  assert ps.sensitivity["Dense_0"]["kernel"].shape == (4, 16)
+  chex.assert_shape(ps.sensitivity["Dense_0"]["kernel"], (4, 16))
   assert ps.sensitivity["Dense_0"]["bias"] == optax.MaskedNode()
   assert ps.sensitivity["LayerNorm_0"]["scale"] == optax.MaskedNode()
   stats = pats_jax.pats_statistics(state.params, state.opt_state, noise_scale=0.05)
@@ -66,7 +67,7 @@ def test_linen_train_state():
   # noise_scale = 0: the same training as plain AdamW, exactly.
   quiet, _ = train_linen(pats_jax.pats_adamw(1e-2, noise_scale=0.0, key=0))
   plain, _ = train_linen(pats_jax.adamw(1e-2))
-  jax.tree.map(np.testing.assert_array_equal, quiet.params, plain.params)
+  chex.assert_trees_all_equal(quiet.params, plain.params)
   noisy_vs_plain = jax.tree.map(
     lambda a, b: bool(jnp.array_equal(a, b)), state.params, plain.params
   )
@@ -103,7 +104,7 @@ def test_nnx_optimizer():
   assert losses[-1] < 0.9 * losses[0]
   ps = pats_jax.find_pats_state(nnx.as_pure(optimizer.opt_state))
   assert int(ps.count) == STEPS
-  assert ps.sensitivity["dense_in"]["kernel"].shape == (4, 16)
+  chex.assert_shape(ps.sensitivity["dense_in"]["kernel"], (4, 16))
   assert ps.sensitivity["dense_in"]["bias"] == optax.MaskedNode()
   assert ps.sensitivity["norm"]["scale"] == optax.MaskedNode()
   params = nnx.as_pure(nnx.state(model, nnx.Param))
@@ -112,9 +113,7 @@ def test_nnx_optimizer():
   # noise_scale = 0: the same training as plain AdamW, exactly.
   quiet, _, _ = train_nnx(pats_jax.pats_adamw(1e-2, noise_scale=0.0, key=0))
   plain, _, _ = train_nnx(pats_jax.adamw(1e-2))
-  jax.tree.map(
-    np.testing.assert_array_equal,
-    nnx.as_pure(nnx.state(quiet, nnx.Param)),
-    nnx.as_pure(nnx.state(plain, nnx.Param)),
+  chex.assert_trees_all_equal(
+    nnx.as_pure(nnx.state(quiet, nnx.Param)), nnx.as_pure(nnx.state(plain, nnx.Param))
   )
   assert not np.array_equal(model.dense_in.kernel[...], plain.dense_in.kernel[...])

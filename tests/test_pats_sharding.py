@@ -1,10 +1,12 @@
 """PATS on the 8-device CPU mesh (tests/conftest.py): same updates as on one device,
-for params replicated or sharded along an axis, and a state whose sharding is stable."""
+for params replicated or sharded along an axis (a stacked-layers leaf included), and a
+state whose sharding is stable."""
 
 from __future__ import annotations
 
 import itertools
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -26,7 +28,8 @@ def make_params():
     "w": jnp.asarray(rng.normal(size=(16, 32)), jnp.float32),
     "v": jnp.asarray(rng.normal(size=(8, 4, 8)), jnp.float32),
     "b": jnp.asarray(rng.normal(size=(32,)), jnp.float32),
-    "u": jnp.asarray(rng.normal(size=(16, 32)) * 3, jnp.float32),  # w's shape: one group
+    "u": jnp.asarray(rng.normal(size=(16, 32)) * 3, jnp.float32),
+    "s": jnp.asarray(rng.normal(size=(8, 4, 16)), jnp.float32),  # 8 layers stacked on axis 0
   }
 
 
@@ -35,14 +38,14 @@ def grads_for(params, t):
   return jax.tree.map(lambda p: jnp.asarray(rng.normal(size=p.shape), p.dtype), params)
 
 
-def make_opt(normalize, batch_reductions=False):
+def make_opt(normalize):
   return pats_jax.pats(
     optax.adamw(1e-2, weight_decay=0.1),
     noise_scale=0.2,
     key=5,
     beta2=0.9,
     normalize=normalize,
-    batch_reductions=batch_reductions,
+    layer_axis={"w": None, "v": None, "b": None, "u": None, "s": 0},
   )
 
 
@@ -70,10 +73,11 @@ def run(opt, params, place, scalar_sharding):
 
 def specs_for(layout):
   if layout == "replicated":
-    return {"w": P(), "v": P(), "b": P(), "u": P()}
-  if layout == "sharded_rows":
-    return {"w": P("x"), "v": P("x"), "b": P("x"), "u": P("x")}
-  return {"w": P(None, "x"), "v": P(None, None, "x"), "b": P("x"), "u": P(None, "x")}  # columns
+    return {"w": P(), "v": P(), "b": P(), "u": P(), "s": P()}
+  if layout == "sharded_rows":  # s: sharded along its layers
+    return {"w": P("x"), "v": P("x"), "b": P("x"), "u": P("x"), "s": P("x")}
+  columns = {"w": P(None, "x"), "v": P(None, None, "x"), "b": P("x"), "u": P(None, "x")}
+  return {**columns, "s": P(None, None, "x")}
 
 
 def arrays(tree):
@@ -90,9 +94,7 @@ CASES = [
   for layout in ("replicated", "sharded_rows", "sharded_cols")
 ]
 CASES += [(AxisType.Auto, "sharded_rows", "rank"), (AxisType.Explicit, "sharded_cols", "rank")]
-# batch_reductions: w and u reduced as one stacked group, sharded like its members.
-CASES += [(AxisType.Auto, "sharded_cols", "minmax+batched")]
-CASES += [(AxisType.Explicit, "sharded_rows", "minmax+batched")]
+CASES += [(AxisType.Explicit, "sharded_rows", "rank")]
 
 
 @pytest.mark.parametrize(
@@ -102,8 +104,7 @@ CASES += [(AxisType.Explicit, "sharded_rows", "minmax+batched")]
 )
 def test_mesh_gives_single_device_updates_and_stable_state_sharding(axis_type, layout, normalize):
   assert jax.device_count() == 8, "tests/conftest.py sets jax_num_cpu_devices=8"
-  normalize, _, variant = normalize.partition("+")
-  opt = make_opt(normalize, batch_reductions=variant == "batched")
+  opt = make_opt(normalize)
   device0 = jax.devices()[0]
   ref_updates, ref_states, _ = run(
     opt, make_params(), lambda t: jax.device_put(t, device0), device0
@@ -117,18 +118,17 @@ def test_mesh_gives_single_device_updates_and_stable_state_sharding(axis_type, l
     updates, states, params = run(opt, make_params(), place, NamedSharding(mesh, P()))
 
   # Same updates (noise included) and EMAs as on one device.
-  for got, want in zip(updates, ref_updates, strict=True):
-    jax.tree.map(lambda x, y: np.testing.assert_allclose(x, y, rtol=2e-6, atol=1e-7), got, want)
-  for got, want in zip(states, ref_states, strict=True):
-    for x, y in zip(arrays(got), arrays(want), strict=True):
-      np.testing.assert_allclose(x, y, rtol=2e-6, atol=1e-7)
+  chex.assert_trees_all_close(updates, ref_updates, rtol=2e-6, atol=1e-7)
+  chex.assert_trees_all_close(
+    [arrays(s) for s in states], [arrays(s) for s in ref_states], rtol=2e-6, atol=1e-7
+  )
 
   # The params and the full-size state leaves keep the params' sharding; all state
   # leaves keep their sharding from one update to the next.
   for name, sharding in shardings.items():
     assert params[name].sharding.is_equivalent_to(sharding, params[name].ndim)
   for state in states:
-    for leaf_name in ("w", "v", "u"):
+    for leaf_name in ("w", "v", "u", "s"):
       ema = state.sensitivity[leaf_name]
       assert ema.sharding.is_equivalent_to(shardings[leaf_name], ema.ndim)
     for mu in (state.inner_state[0].mu, state.inner_state[0].nu):
@@ -146,7 +146,7 @@ def test_noise_is_the_same_on_any_device_count():
   axes), and the whole noise up to the reduction order of min, max and std (auto axes)."""
   params = make_params()
   opt = pats_jax.pats(optax.set_to_zero(), noise_scale=0.2, key=9)
-  draw = jax.jit(lambda key, thetas: _steps.draw_noise(key, thetas, [1.0] * len(thetas), "uniform"))
+  draw = jax.jit(lambda key, thetas: _steps.draw_noise(key, [1.0] * len(thetas), thetas, "uniform"))
   eps, noises = [], []
   for n in (1, 2, 8):
     devices = jax.devices()[:n]
@@ -161,11 +161,9 @@ def test_noise_is_the_same_on_any_device_count():
     updates, _ = jax.jit(opt.update)(g, opt.init(p), p)
     noises.append(updates)
   for other in eps[1:]:
-    jax.tree.map(np.testing.assert_array_equal, other, eps[0])
+    chex.assert_trees_all_equal(other, eps[0])
   for other in noises[1:]:
-    jax.tree.map(
-      lambda x, y: np.testing.assert_allclose(x, y, rtol=2e-6, atol=1e-8), other, noises[0]
-    )
+    chex.assert_trees_all_close(other, noises[0], rtol=2e-6, atol=1e-8)
 
 
 def test_jit_with_shardings_and_donation():

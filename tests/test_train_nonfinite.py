@@ -8,13 +8,13 @@ import numpy as np
 import pytest
 from _train_helpers import tiny_config, use_compilation_cache
 
-from pats_jax import testing
+from pats_jax.data import synthetic
 from pats_jax.training import trainer
 
 
 def _glue_with_nan_scores(folder, rows=(5, 40)):
   """A tiny GLUE folder whose STS-B training file has NaN scores on a few rows."""
-  testing.make_tiny_glue(folder)
+  synthetic.write_synthetic_glue(folder)
   path = folder / "STS-B" / "train.tsv"
   lines = path.read_text().splitlines()
   for row in rows:

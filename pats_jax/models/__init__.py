@@ -10,14 +10,22 @@ Example::
     {"params": pretrained.params}, batch["input_ids"].astype("int32"),
     batch["attention_mask"].astype("int32"), batch["token_type_ids"].astype("int32"))
   models.save_pretrained(pretrained, pretrained.params, "out/")
+
+Layer layouts: by default each layer has its own subtree, `params["encoder"]["layer_{i}"]`.
+`load(..., scan_layers=True)` stacks them: `params["encoder"]["layers"]` holds one leaf per
+weight kind, `[num_layers, ...]` (leading logical axis "layers"), and the encoder runs the
+layers as one `nn.scan` loop (XLA compiles one layer body). `stack_layers` / `unstack_layers`
+convert a params-like tree between the layouts; `layer_axes` gives, per leaf, the axis that
+stacks layers (0) or None; `save_pretrained` writes HF's per-layer tensors from either.
 """
 
 from __future__ import annotations
 
 from pats_jax.models.bert import Encoder, SequenceClassifier
 from pats_jax.models.config import SUPPORTED_MODEL_TYPES, ModelConfig
+from pats_jax.models.convert import is_stacked, stack_layers, unstack_layers
 from pats_jax.models.loader import Pretrained, load, save_pretrained
-from pats_jax.models.sharding import axis_rules, logical_axes
+from pats_jax.models.sharding import axis_rules, layer_axes, logical_axes
 
 __all__ = [
   "SUPPORTED_MODEL_TYPES",
@@ -26,7 +34,11 @@ __all__ = [
   "Pretrained",
   "SequenceClassifier",
   "axis_rules",
+  "is_stacked",
+  "layer_axes",
   "load",
   "logical_axes",
   "save_pretrained",
+  "stack_layers",
+  "unstack_layers",
 ]

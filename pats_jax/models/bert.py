@@ -13,8 +13,20 @@ position ids and head (see `heads.py`):
 
 Knobs: `dtype` (compute, e.g. bfloat16) and `param_dtype` (storage, e.g. float32);
 `attention` ("auto", "xla", "cudnn") picks `jax.nn.dot_product_attention`'s backend;
-`remat` recomputes each layer in the backward pass (`nn.remat`). Every parameter has
-logical axis names (`sharding.py`). Dropout uses the rng stream "dropout".
+`remat` recomputes each layer in the backward pass (`nn.remat`); `scan_layers` stacks the
+layers' parameters and runs the layers as one `nn.scan` loop (see `Encoder`). Every parameter
+has logical axis names (`sharding.py`). Dropout uses the rng stream "dropout".
+
+Layer layouts (`scan_layers`), e.g. for the query kernel of an L-layer model:
+
+  False:  encoder/layer_0/attention/query/kernel ... encoder/layer_{L-1}/...   each [E, N, d]
+  True:   encoder/layers/attention/query/kernel                               [L, E, N, d]
+          logical axes ("layers", "embed", "heads", "kv"); slice i is layer i.
+
+The stacked layout has 16 leaves for the layers instead of 16·L, and the jitted step holds
+one layer body (a `while` loop) instead of L unrolled copies: compilation time and program
+size stop growing with depth (cf. MaxText's `scan_layers`). `convert.stack_layers` /
+`unstack_layers` map between the layouts; HF checkpoints are per-layer on disk either way.
 
 The classifier reads only the first token of the last layer, so unless the hidden states are
 asked for (`return_hidden=True`) the last layer computes its queries, attention output,
@@ -28,6 +40,7 @@ with `attention_probs_dropout_prob > 0` attention runs through Flax's explicit s
 
 References:
   Devlin et al., "BERT", NAACL 2019; Liu et al., "RoBERTa", arXiv 1907.11692;
+  Flax's lifted transforms `nn.scan`, `nn.remat`, `nn.map_variables`;
   transformers' `modeling_bert.py` / `modeling_roberta.py` (the numerics we match).
 """
 
@@ -244,10 +257,85 @@ class TransformerLayer(nn.Module):
     )
 
 
+def _layer_class(remat: bool) -> type[nn.Module]:
+  """`TransformerLayer`, or its rematerialised form (`deterministic` and the flag static)."""
+  if not remat:
+    return TransformerLayer
+  return nn.remat(TransformerLayer, static_argnums=(4, 5), prevent_cse=False)
+
+
+def _scan_layers(layer: nn.Module, x, mask, kv_lengths, deterministic: bool, length: int):
+  """Runs `layer` `length` times with `nn.scan`, its parameters stacked on a leading axis.
+
+  The stacked axis is named `sharding.LAYERS` in the parameters' logical axis names; the
+  params and dropout rngs are split per layer, so every layer draws its own masks.
+  """
+
+  def body(module: nn.Module, carry, mask, kv_lengths):
+    return module(carry, mask, kv_lengths, deterministic, False), None
+
+  scan = nn.scan(
+    body,
+    variable_axes={"params": 0},
+    split_rngs={"params": True, "dropout": True},
+    in_axes=(nn.broadcast, nn.broadcast),
+    length=length,
+    metadata_params={nn.PARTITION_NAME: sh.LAYERS},
+  )
+  x, _ = scan(layer, x, mask, kv_lengths)
+  return x
+
+
+def _split_last_layer(variables: dict) -> dict:
+  """`{"params": stacked [L, ...]}` -> `{"params": {"first": [L-1, ...], "last": [...]}}`."""
+  out = {}
+  for collection, tree in variables.items():
+    stacked = nn.meta.unbox(tree)
+    out[collection] = {
+      "first": jax.tree.map(lambda a: a[:-1], stacked),
+      "last": jax.tree.map(lambda a: a[-1], stacked),
+    }
+  return out
+
+
+class _ScannedThenFirstToken(nn.Module):
+  """Layers 0..L-2 scanned over all tokens, then the last layer for the first token only.
+
+  Applied through `nn.map_variables(..., trans_in_fn=_split_last_layer)` so that it reads
+  the same stacked parameters `[L, ...]` as the full scan (the last layer's slice `[L-1]`).
+  """
+
+  config: ModelConfig
+  dtype: Dtype = jnp.float32
+  param_dtype: Dtype = jnp.float32
+  implementation: str = "xla"
+  remat: bool = False
+
+  @nn.compact
+  def __call__(self, x, mask, kv_lengths, deterministic: bool):
+    cfg = self.config
+    layer_cls = _layer_class(self.remat)
+    args = (cfg, self.dtype, self.param_dtype, self.implementation)
+    if cfg.num_hidden_layers > 1:
+      first = layer_cls(*args, name="first")
+      x = _scan_layers(first, x, mask, kv_lengths, deterministic, cfg.num_hidden_layers - 1)
+    return layer_cls(*args, name="last")(x, mask, kv_lengths, deterministic, True)
+
+
 class Encoder(nn.Module):
   """Embeddings and `num_hidden_layers` transformer layers; returns `[b, L, E]`.
 
   With `first_token_only=True` the last layer computes the first position only: `[b, 1, E]`.
+
+  Parameter layouts (`scan_layers`):
+
+    False: one subtree per layer, `encoder/layer_{i}/attention/query/kernel` `[E, N, d]`, ...
+    True:  one subtree for all layers, `encoder/layers/attention/query/kernel` `[L, E, N, d]`:
+           every leaf of a layer stacked on a leading axis (logical name "layers"), and the
+           layers run as one `nn.scan` loop, so XLA compiles the layer body once.
+
+  With `scan_layers` and `first_token_only`, layers 0..L-2 are scanned and the last layer
+  runs alone on slice `L-1` of the same stacked parameters (`nn.map_variables`).
   """
 
   config: ModelConfig
@@ -255,6 +343,7 @@ class Encoder(nn.Module):
   param_dtype: Dtype = jnp.float32
   attention: str = "auto"
   remat: bool = False
+  scan_layers: bool = False
 
   @nn.compact
   def __call__(
@@ -282,14 +371,21 @@ class Encoder(nn.Module):
       input_ids, token_type_ids, position_ids, deterministic
     )
     implementation = resolve_attention(self.attention, self.dtype, cfg.head_dim)
-    layer_cls = TransformerLayer
-    if self.remat:
-      layer_cls = nn.remat(TransformerLayer, static_argnums=(4, 5))
     key_mask = mask[:, None, None, :]
     kv_lengths = mask.sum(axis=1, dtype=jnp.int32)
+    args = (cfg, self.dtype, self.param_dtype, implementation)
+    if self.scan_layers:
+      if first_token_only and not self.is_initializing():
+        split = nn.map_variables(
+          _ScannedThenFirstToken, "params", trans_in_fn=_split_last_layer, mutable=False
+        )
+        return split(*args, self.remat, name="layers")(x, key_mask, kv_lengths, deterministic)
+      layers = _layer_class(self.remat)(*args, name="layers")
+      return _scan_layers(layers, x, key_mask, kv_lengths, deterministic, cfg.num_hidden_layers)
+    layer_cls = _layer_class(self.remat)
     last = cfg.num_hidden_layers - 1
     for i in range(cfg.num_hidden_layers):
-      x = layer_cls(cfg, self.dtype, self.param_dtype, implementation, name=f"layer_{i}")(
+      x = layer_cls(*args, name=f"layer_{i}")(
         x, key_mask, kv_lengths, deterministic, first_token_only and i == last
       )
     return x
@@ -304,6 +400,10 @@ class SequenceClassifier(nn.Module):
   Without it the last layer computes the first token only (the head reads nothing else):
   the same logits for less work. In training the dropout masks of that layer then have the
   first token's shape, so the draws differ from the full computation's (same distribution).
+
+  `scan_layers=True` stacks the layers' parameters under `encoder/layers` (leaves
+  `[num_layers, ...]`) and runs them with `nn.scan` (see `Encoder`); the logits are the same
+  as with the per-layer layout, and dropout masks are drawn per layer in both.
   """
 
   config: ModelConfig
@@ -311,6 +411,7 @@ class SequenceClassifier(nn.Module):
   param_dtype: Dtype = jnp.float32
   attention: str = "auto"
   remat: bool = False
+  scan_layers: bool = False
 
   @nn.compact
   def __call__(
@@ -324,7 +425,13 @@ class SequenceClassifier(nn.Module):
     if attention_mask is None:
       attention_mask = jnp.ones_like(input_ids)
     hidden = Encoder(
-      self.config, self.dtype, self.param_dtype, self.attention, self.remat, name="encoder"
+      self.config,
+      self.dtype,
+      self.param_dtype,
+      self.attention,
+      self.remat,
+      self.scan_layers,
+      name="encoder",
     )(input_ids, attention_mask, token_type_ids, deterministic, not return_hidden)
     head = heads.make_head(self.config, self.dtype, self.param_dtype, name="head")
     logits = head(hidden, deterministic=deterministic).astype(jnp.float32)

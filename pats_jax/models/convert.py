@@ -8,6 +8,12 @@ A `TensorSpec` ties one HF tensor to one leaf of our tree and says how to reshap
   bias:    HF `[out]`, ours `[*out_dims]` (reshape).
   plain:   embeddings and LayerNorm `weight`/`bias` (ours `scale`/`bias`), same shape.
 
+Layer layouts: `from_hf` builds and `to_hf` reads the per-layer tree (`encoder/layer_{i}/...`);
+`to_hf` also takes the stacked tree of `scan_layers=True` models (`encoder/layers/...`, every
+leaf `[num_layers, ...]`), which `stack_layers` / `unstack_layers` convert to and from:
+
+  stacked[encoder/layers/<p>][i] = per_layer[encoder/layer_{i}/<p>]   for i < num_layers.
+
 Encoder tensors carry the model prefix (`bert.` / `roberta.`) in a classifier
 checkpoint and none in a bare `BertModel` checkpoint (e.g. all-MiniLM-L6-v2); both load.
 Old checkpoints' LayerNorm `gamma`/`beta` are read as `weight`/`bias`.
@@ -18,10 +24,17 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Mapping
+from typing import Any
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 
 from pats_jax.models.config import ModelConfig
+
+# Keys of the encoder's layer subtrees: per layer ("layer_0", ...) and stacked.
+LAYER_KEY_PREFIX = "layer_"
+STACKED_KEY = "layers"
 
 # Non-persistent buffers some checkpoints contain; they are not parameters.
 _BUFFER_SUFFIXES = ("embeddings.position_ids", "embeddings.token_type_ids")
@@ -233,9 +246,101 @@ def from_hf(
   return Converted(params, missing_head, unused)
 
 
+def _layer_keys(encoder: Mapping) -> list[str]:
+  """The per-layer keys of an encoder subtree in layer order ("layer_0", "layer_1", ...)."""
+  index = {k: k[len(LAYER_KEY_PREFIX) :] for k in encoder if k.startswith(LAYER_KEY_PREFIX)}
+  keys = sorted((k for k, i in index.items() if i.isdigit()), key=lambda k: int(index[k]))
+  if keys != [f"{LAYER_KEY_PREFIX}{i}" for i in range(len(keys))]:
+    raise ValueError(f"encoder layers must be layer_0 .. layer_{len(keys) - 1}, got {keys}")
+  return keys
+
+
+def is_stacked(params: Mapping) -> bool:
+  """Whether `params` has the stacked layout (`encoder/layers`, from `scan_layers=True`)."""
+  return STACKED_KEY in params.get("encoder", {})
+
+
+def _stack(*leaves: Any) -> Any:
+  """Leaves of the layers -> one leaf `[L, ...]` (numpy, jax, or `jax.ShapeDtypeStruct`)."""
+  if all(isinstance(leaf, jax.ShapeDtypeStruct) for leaf in leaves):
+    shapes = {(leaf.shape, leaf.dtype) for leaf in leaves}
+    if len(shapes) != 1:
+      raise ValueError(f"shapes differ: {sorted(map(str, shapes))}")
+    return jax.ShapeDtypeStruct((len(leaves), *leaves[0].shape), leaves[0].dtype)
+  if all(isinstance(leaf, np.ndarray) for leaf in leaves):
+    return np.stack(leaves)
+  return jnp.stack(leaves)
+
+
+def _layer_slice(leaf: Any, i: int) -> Any:
+  """Slice `i` of a stacked leaf (numpy, jax, or `jax.ShapeDtypeStruct`)."""
+  if isinstance(leaf, jax.ShapeDtypeStruct):
+    return jax.ShapeDtypeStruct(leaf.shape[1:], leaf.dtype)
+  return leaf[i]
+
+
+def stack_layers(params: Mapping) -> dict:
+  """Per-layer params -> stacked params (the layout of `scan_layers=True` models).
+
+  The subtrees `encoder/layer_0 .. layer_{L-1}` become one subtree `encoder/layers` whose
+  leaves are the layers' leaves stacked on a new leading axis: `[L, ...]`. Any tree with the
+  params' structure (gradients, a PATS statistic) can be stacked. Other entries are kept
+  (not copied); a tree that is already stacked is returned unchanged. numpy leaves stay numpy.
+
+  Args:
+    params: the params tree (`{"encoder": ..., "head": ...}`), per-layer or stacked.
+
+  Returns:
+    The stacked tree (a new dict).
+  """
+  if is_stacked(params):
+    return dict(params)
+  encoder = dict(params["encoder"])
+  keys = _layer_keys(encoder)
+  if not keys:
+    raise ValueError("params have no encoder layers (encoder/layer_0, ...) to stack")
+  layers = [encoder.pop(key) for key in keys]
+  try:
+    encoder[STACKED_KEY] = jax.tree.map(_stack, *layers)
+  except ValueError as e:
+    raise ValueError(f"encoder layers differ in structure or shape, cannot stack: {e}") from e
+  return {**params, "encoder": encoder}
+
+
+def unstack_layers(params: Mapping) -> dict:
+  """Stacked params -> per-layer params (the layout of HF checkpoints and `scan_layers=False`).
+
+  The inverse of `stack_layers`: leaf `encoder/layers/<p>` of shape `[L, ...]` becomes
+  `encoder/layer_{i}/<p>` = its slice `i`, for i < L. A per-layer tree is returned unchanged.
+
+  Args:
+    params: the params tree, stacked or per-layer.
+
+  Returns:
+    The per-layer tree (a new dict).
+  """
+  if not is_stacked(params):
+    return dict(params)
+  encoder = dict(params["encoder"])
+  stacked = encoder.pop(STACKED_KEY)
+  counts = {leaf.shape[0] for leaf in jax.tree.leaves(stacked)}
+  if len(counts) != 1:
+    raise ValueError(f"stacked layer leaves differ in their leading (layer) axis: {counts}")
+  (count,) = counts
+  for i in range(count):
+    encoder[f"{LAYER_KEY_PREFIX}{i}"] = jax.tree.map(
+      lambda leaf, i=i: _layer_slice(leaf, i), stacked
+    )
+  return {**params, "encoder": encoder}
+
+
 def to_hf(params: Mapping, config: ModelConfig) -> dict[str, np.ndarray]:
-  """Our params tree -> HF `<Type>ForSequenceClassification` tensors (float32 numpy)."""
+  """Our params tree -> HF `<Type>ForSequenceClassification` tensors (float32 numpy).
+
+  `params` may be per-layer or stacked (`scan_layers=True`); stacked layers are unstacked.
+  """
   base = config.model_type + "."
+  params = unstack_layers(params)
   out = {}
   for spec in tensor_specs(config):
     try:

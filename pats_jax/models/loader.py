@@ -5,6 +5,10 @@ parameter tree (`convert.py`), initialises a missing classification head from `s
 and reports (and logs at INFO) the head tensors newly initialised and the checkpoint
 tensors left unused. `save_pretrained` writes config.json + model.safetensors +
 tokenizer files that transformers' `AutoModelForSequenceClassification` loads.
+
+With `scan_layers=True` the per-layer HF tensors are stacked on load into one leaf per
+weight kind, `encoder/layers/...` `[num_layers, ...]` (`convert.stack_layers`), and
+`save_pretrained` unstacks them again, so the written checkpoint is the same in both layouts.
 """
 
 from __future__ import annotations
@@ -36,7 +40,9 @@ class Pretrained:
     module: the Flax `SequenceClassifier`; `module.apply({"params": params}, input_ids,
       attention_mask, token_type_ids, deterministic=True, rngs={"dropout": key})` gives
       float32 logits `[batch, num_labels]`.
-    params: plain nested dict of jax arrays (no partitioning boxes), in `param_dtype`.
+    params: plain nested dict of jax arrays (no partitioning boxes), in `param_dtype`;
+      per-layer (`encoder/layer_{i}/...`) or, with `scan_layers=True`, stacked
+      (`encoder/layers/...`, leaves `[num_layers, ...]`).
     tokenizer: the transformers fast tokenizer, or None when the checkpoint has no
       tokenizer files.
     config: the `ModelConfig`.
@@ -82,6 +88,7 @@ def load(
   seed: int = 0,
   attention: str = "auto",
   remat: bool = False,
+  scan_layers: bool = False,
   hidden_dropout: float | None = None,
   attention_dropout: float | None = None,
   reinit_head: bool = False,
@@ -99,6 +106,10 @@ def load(
     attention: "auto" (cuDNN flash attention on a supporting GPU, else XLA), "xla" or
       "cudnn" (needs right-padded batches and a 16-bit dtype).
     remat: recompute each layer in the backward pass (less memory, more compute).
+    scan_layers: stack the layers' parameters (`params["encoder"]["layers"]`, leaves
+      `[num_layers, ...]`, leading logical axis "layers") and run them as one `nn.scan`
+      loop: XLA compiles one layer body instead of `num_layers` copies. False keeps one
+      subtree per layer (`params["encoder"]["layer_{i}"]`). Logits are the same.
     hidden_dropout: overrides config.json's hidden_dropout_prob.
     attention_dropout: overrides config.json's attention_probs_dropout_prob.
     reinit_head: ignore the checkpoint's classification head and start a new one.
@@ -123,15 +134,21 @@ def load(
     hidden_dropout=hidden_dropout,
     attention_dropout=attention_dropout,
   )
-  module = SequenceClassifier(config, dtype, param_dtype, attention, remat)
+  module = SequenceClassifier(config, dtype, param_dtype, attention, remat, scan_layers)
   shapes = abstract_params(module)
   tensors = checkpoint_io.read_tensors(files.weights_file)
   converted = convert.from_hf(
-    tensors, config, shapes, source=str(files.weights_file), skip_head=reinit_head
+    tensors,
+    config,
+    convert.unstack_layers(shapes),
+    source=str(files.weights_file),
+    skip_head=reinit_head,
   )
   params = converted.params
   if converted.missing_head:
     _merge_missing(params, {"head": heads.init_head(config, seed, param_dtype)})
+  if scan_layers:
+    params = convert.stack_layers(params)
   params = jax.tree.map(lambda x: jnp.asarray(x, dtype=param_dtype), params)
   if jax.tree.structure(params) != jax.tree.structure(shapes):
     raise AssertionError("internal error: converted params do not match the module's tree")
@@ -193,7 +210,8 @@ def save_pretrained(
   Args:
     pretrained: the loaded model (its config and tokenizer are written).
     params: the parameters to save (e.g. after fine-tuning), same tree as
-      `pretrained.params`; a `{"params": ...}` wrapper is accepted.
+      `pretrained.params`, per-layer or stacked (`scan_layers=True`: unstacked into
+      HF's per-layer tensors); a `{"params": ...}` wrapper is accepted.
     out_dir: the folder to write (created if needed).
 
   Returns:

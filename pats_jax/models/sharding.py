@@ -12,6 +12,11 @@ those names onto the mesh axes `"data"`, `"fsdp"` and `"tensor"`:
 
 Use with `nn.logical_to_mesh_sharding(logical_axes(pretrained), mesh, axis_rules(...))`.
 
+Models loaded with `scan_layers=True` keep each kind of layer weight of all layers in one
+leaf `[num_layers, ...]`; its leading axis is named `"layers"` (e.g. a query kernel is
+`("layers", "embed", "heads", "kv")`) and is never sharded. `layer_axes` says, per leaf,
+which axis stacks layers (0) or that none does (None): what per-layer statistics need.
+
 References:
   Flax "Scale up Flax modules on multiple devices" (logical axis annotations);
   Shoeybi et al., "Megatron-LM", arXiv 1909.08053.
@@ -20,12 +25,15 @@ References:
 from __future__ import annotations
 
 import functools
-from typing import TYPE_CHECKING
+import itertools
+from typing import TYPE_CHECKING, Any
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 from jax.sharding import PartitionSpec
+
+from pats_jax.models import convert
 
 if TYPE_CHECKING:
   from pats_jax.models.loader import Pretrained
@@ -42,6 +50,8 @@ KV = "kv"
 MLP = "mlp"
 POOLED = "pooled"
 CLASSES = "classes"
+# Leading axis of stacked layer parameters (`scan_layers=True`); never sharded.
+LAYERS = "layers"
 
 
 def axis_rules(*, fsdp: bool, tensor: bool = False) -> tuple[tuple[str, str | tuple | None], ...]:
@@ -70,6 +80,7 @@ def axis_rules(*, fsdp: bool, tensor: bool = False) -> tuple[tuple[str, str | tu
     (MLP, shard_tensor),
     (POOLED, None),
     (CLASSES, None),
+    (LAYERS, None),
   )
 
 
@@ -96,3 +107,41 @@ def logical_axes(pretrained: Pretrained) -> dict:
       "returned by pats_jax.models.load (params of the same model)"
     )
   return specs
+
+
+def _names(leaf: Any) -> tuple | None:
+  """The logical axis names of a PartitionSpec or a partitioning box, else None."""
+  if isinstance(leaf, PartitionSpec):
+    return tuple(leaf)
+  if isinstance(leaf, nn.Partitioned):
+    return tuple(leaf.names)
+  return None
+
+
+def layer_axes(tree: Any) -> Any:
+  """Which axis of each leaf stacks the layers: 0 for stacked layer leaves, None elsewhere.
+
+  Per-layer statistics (e.g. PATS's sensitivity per layer rather than per stacked leaf)
+  reduce over every axis but this one.
+
+  Args:
+    tree: logical axis names (`logical_axes(pretrained)`: `PartitionSpec` leaves, or the
+      boxed variables of `module.init`), in which case the axis named "layers" is
+      reported; or a params-like tree of arrays, in which case leaves under the stacked
+      subtree `encoder/layers` (`scan_layers=True`) get 0.
+
+  Returns:
+    A tree with `tree`'s dict structure whose leaves are ints or None. None is an empty
+    pytree node for `jax.tree.map`; map over it with `is_leaf=lambda x: x is None`, e.g.
+    `jax.tree.map(f, layer_axes(params), params, is_leaf=lambda x: x is None)`.
+  """
+  is_named = lambda x: _names(x) is not None
+
+  def axis(path: tuple, leaf: Any) -> int | None:
+    names = _names(leaf)
+    if names is not None:
+      return names.index(LAYERS) if LAYERS in names else None
+    keys = [getattr(entry, "key", None) for entry in path]
+    return 0 if ("encoder", convert.STACKED_KEY) in itertools.pairwise(keys) else None
+
+  return jax.tree_util.tree_map_with_path(axis, tree, is_leaf=is_named)

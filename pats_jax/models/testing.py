@@ -1,9 +1,9 @@
-"""Tiny random Hugging Face checkpoints for tests, written without torch or downloads.
+"""Tiny random Hugging Face checkpoints, written without torch or downloads.
 
-`write_tiny_checkpoint` writes config.json and model.safetensors in HF layout (every
-tensor random, LayerNorm and biases included, so a test catches a mis-mapped tensor)
-and, for BERT, a small WordPiece tokenizer, so tests of loaders and trainers can run
-on a model with a few thousand parameters.
+`write_tiny_checkpoint` writes config.json, model.safetensors and tokenizer files in the Hugging
+Face folder layout for a BERT or RoBERTa of a few thousand parameters (`tiny_config`). Tests,
+benchmarks and quick runs (`--config.model=tiny-bert` / `tiny-roberta`, as in `configs/tiny.py`)
+load it like any downloaded checkpoint.
 """
 
 from __future__ import annotations
@@ -20,62 +20,18 @@ from pats_jax.models import checkpoint_io, convert
 from pats_jax.models.bert import SequenceClassifier
 from pats_jax.models.config import ModelConfig
 
-_WORDS = [
-  "the",
-  "a",
-  "an",
-  "is",
-  "was",
-  "be",
-  "to",
-  "of",
-  "and",
-  "in",
-  "that",
-  "it",
-  "for",
-  "on",
-  "with",
-  "as",
-  "at",
-  "by",
-  "this",
-  "not",
-  "but",
-  "from",
-  "or",
-  "good",
-  "bad",
-  "great",
-  "movie",
-  "film",
-  "story",
-  "actor",
-  "plot",
-  "fun",
-  "dull",
-  "love",
-  "hate",
-  "very",
-  "really",
-  "quite",
-  "man",
-  "woman",
-  "dog",
-  "cat",
-  "play",
-  "run",
-  "walk",
-  "say",
-  "said",
-  "think",
-  "sentence",
-  "pair",
-  "same",
-  "different",
-  "yes",
-  "no",
-]
+# Whole-word tokens of the tiny WordPiece vocabulary: the words of the synthetic GLUE folder
+# (`pats_jax.data.synthetic`), then common English ones; other words split into letters.
+_WORDS = (
+  "good", "great", "fine", "nice", "happy", "bright", "bad", "awful", "poor", "sad", "dark",
+  "grim", "the", "a", "cat", "dog", "man", "woman", "house", "car", "tree", "river", "city",
+  "sees", "likes", "walks", "near", "and", "with", "is", "was", "very", "old", "new", "red",
+  "blue", "small", "big", "runs", "sits", "on", "in", "not", "movie", "film", "story", "actor",
+  "plot", "fun", "dull", "love", "hate", "really", "quite", "play", "run", "walk", "say", "said",
+  "think", "sentence", "pair", "same", "different", "yes", "no",
+)  # fmt: skip
+_BPE_SPECIAL = ("<s>", "<pad>", "</s>", "<unk>", "<mask>")
+_MAX_LENGTH = 64
 
 
 def tiny_config(model_type: str = "bert", **overrides) -> dict:
@@ -114,9 +70,37 @@ def _write_wordpiece_vocab(out: pathlib.Path, vocab_size: int) -> None:
   tokenizer_config = {
     "tokenizer_class": "BertTokenizer",
     "do_lower_case": True,
-    "model_max_length": 64,
+    "model_max_length": _MAX_LENGTH,
   }
   (out / "tokenizer_config.json").write_text(json.dumps(tokenizer_config, indent=2) + "\n")
+
+
+def _write_byte_level_bpe(out: pathlib.Path) -> int:
+  """A RoBERTa byte-level BPE trained on `_WORDS` (tokenizer files); returns its size.
+
+  Byte-level BPE starts from the 256 byte symbols, so the vocabulary has at least 261 entries.
+  """
+  import tokenizers
+  import transformers
+
+  bpe = tokenizers.ByteLevelBPETokenizer()
+  bpe.train_from_iterator(
+    [" ".join(_WORDS)] * 4,
+    vocab_size=400,
+    min_frequency=1,
+    special_tokens=list(_BPE_SPECIAL),
+    show_progress=False,
+  )
+  merges_file = pathlib.Path(bpe.save_model(str(out))[1])
+  merges = [
+    tuple(line.split(" "))
+    for line in merges_file.read_text().splitlines()
+    if line and not line.startswith("#")
+  ]
+  tokenizer = transformers.RobertaTokenizerFast(vocab=bpe.get_vocab(), merges=merges)
+  tokenizer.model_max_length = _MAX_LENGTH
+  tokenizer.save_pretrained(str(out))
+  return len(tokenizer)
 
 
 def write_tiny_checkpoint(
@@ -129,7 +113,10 @@ def write_tiny_checkpoint(
   tokenizer: bool = True,
   **config_overrides,
 ) -> pathlib.Path:
-  """Writes a tiny random HF checkpoint (config.json, model.safetensors, tokenizer).
+  """Writes a tiny random HF checkpoint (config.json, model.safetensors, tokenizer files).
+
+  Every tensor is drawn from N(0, 0.2^2), LayerNorm scales and biases included, so a loader
+  that maps a tensor to the wrong place changes the outputs.
 
   Args:
     out_dir: folder to write (created).
@@ -137,16 +124,24 @@ def write_tiny_checkpoint(
     num_labels: outputs of the classification head.
     seed: seed of the random weights.
     with_head: include the classification head tensors (without, a loader must
-      initialise it).
-    tokenizer: write a WordPiece tokenizer (BERT only; needs vocab_size >= 100).
+      initialise it, as for a bare encoder such as all-MiniLM-L6-v2).
+    tokenizer: write a tokenizer: a WordPiece of `vocab_size` entries for BERT (needs
+      vocab_size >= 100), a byte-level BPE for RoBERTa (vocab_size is raised to its size).
     **config_overrides: config.json keys to change (e.g. hidden_act="relu").
 
   Returns:
     The folder.
+
+  Raises:
+    ValueError: `model_type` is neither "bert" nor "roberta".
   """
+  if model_type not in ("bert", "roberta"):
+    raise ValueError(f"model_type={model_type!r}; expected 'bert' or 'roberta'")
   out = pathlib.Path(out_dir)
   out.mkdir(parents=True, exist_ok=True)
   hf = tiny_config(model_type, **config_overrides)
+  if tokenizer and model_type == "roberta":
+    hf["vocab_size"] = max(hf["vocab_size"], _write_byte_level_bpe(out))
   config = ModelConfig.from_hf_dict(hf, num_labels=num_labels)
   module = SequenceClassifier(config)
   shapes = nn.meta.unbox(

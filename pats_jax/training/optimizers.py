@@ -18,6 +18,11 @@ over T optimizer updates, T_w = round(warmup_ratio * T). The methods (`config.me
 The PATS noise scale lambda_t is `noise_scale * lr(t) / lr_peak` (`noise_schedule="lr_shape"`,
 the default) or constant. Gradients are clipped to `grad_clip_norm` first; `apply_if_finite`
 skips non-finite updates; `grad_accum_steps > 1` wraps all in `optax.MultiSteps`.
+
+Models loaded with `model_config.scan_layers=True` hold each kind of layer weight of all L layers
+in one leaf `[L, ...]`. PATS and NoisyTune take their per-matrix numbers (`std(θ_W)`, the
+min-max or rank normalisation of the sensitivity) per layer there (`layer_axis`), so a run
+computes the same amplitudes in either layout; embeddings and the head stay one matrix each.
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ import ml_collections
 import optax
 
 import pats_jax
+from pats_jax import models
 
 PATS_VARIANTS = {
   "pats": {},
@@ -64,6 +70,7 @@ class Optimizer:
     noise_scale: the PATS noise-scale schedule, or None for methods without PATS noise.
     pats_options: the `normalize` and `direction` of PATS (for `pats_jax.pats_statistics`).
     num_updates: T, the number of optimizer updates of the whole run.
+    layer_axis: the `layer_axis` PATS was given (`layer_axis(config)`), for its statistics.
   """
 
   tx: optax.GradientTransformation
@@ -71,6 +78,16 @@ class Optimizer:
   noise_scale: optax.Schedule | None
   pats_options: dict[str, str]
   num_updates: int
+  layer_axis: Callable[[Any], Any] | None = None
+
+
+def layer_axis(config: ml_collections.ConfigDict) -> Callable[[Any], Any] | None:
+  """Which axis of each parameter stacks layers, as `pats_jax.pats(layer_axis=...)` takes it.
+
+  `pats_jax.models.layer_axes` (0 on the stacked `encoder/layers` leaves, None elsewhere) when
+  `config.model_config.scan_layers`; None (every leaf one matrix) otherwise.
+  """
+  return models.layer_axes if config.model_config.scan_layers else None
 
 
 def learning_rate_schedule(config: ml_collections.ConfigDict, num_updates: int) -> optax.Schedule:
@@ -102,16 +119,18 @@ def noise_scale_schedule(
 
 
 def noise_mask(config: ml_collections.ConfigDict) -> Callable[[Any], Any] | None:
-  """The leaves that get PATS noise: the default (matrices) or matrices outside the embeddings."""
+  """The leaves that get PATS noise: the default (weight matrices, `pats_jax.weight_matrix_mask`)
+  or the weight matrices outside the embeddings."""
   if config.pats.noise_on_embeddings:
     return None
 
   def mask(params: Any) -> Any:
-    def selected(path: tuple[Any, ...], leaf: jax.Array) -> bool:
+    def selected(path: tuple[Any, ...], matrix: bool) -> bool:
       names = [str(getattr(entry, "key", entry)) for entry in path]
-      return leaf.ndim >= 2 and not any("embedding" in name for name in names)
+      return matrix and not any("embedding" in name for name in names)
 
-    return jax.tree_util.tree_map_with_path(selected, params)
+    # Not `ndim >= 2` alone: stacked layers (`scan_layers`) make biases and norms 2-D.
+    return jax.tree_util.tree_map_with_path(selected, pats_jax.weight_matrix_mask(params))
 
   return mask
 
@@ -145,7 +164,7 @@ def make_optimizer(config: ml_collections.ConfigDict, num_updates: int) -> Optim
       "data, more epochs, or a smaller batch_size)"
     )
   learning_rate = learning_rate_schedule(config, num_updates)
-  noise_scale, pats_options = None, {}
+  noise_scale, pats_options, axis = None, {}, None
   method = config.method
   if method in PATS_VARIANTS:
     noise_scale = noise_scale_schedule(config, learning_rate)
@@ -154,6 +173,7 @@ def make_optimizer(config: ml_collections.ConfigDict, num_updates: int) -> Optim
       "direction": config.pats.direction,
       **PATS_VARIANTS[method],
     }
+    axis = layer_axis(config)
     tx = pats_jax.pats_adamw(
       learning_rate,
       weight_decay=config.weight_decay,
@@ -167,8 +187,8 @@ def make_optimizer(config: ml_collections.ConfigDict, num_updates: int) -> Optim
       sensitivity=config.pats.sensitivity,
       distribution=config.pats.distribution,
       mask=noise_mask(config),
+      layer_axis=axis,
       ema_dtype=jnp.dtype(config.pats.ema_dtype) if config.pats.ema_dtype else None,
-      batch_reductions=config.pats.batch_reductions,
       **pats_options,
     )
   elif method in ("plain", "noisytune"):
@@ -197,11 +217,20 @@ def make_optimizer(config: ml_collections.ConfigDict, num_updates: int) -> Optim
     noise_scale=noise_scale,
     pats_options=pats_options,
     num_updates=num_updates,
+    layer_axis=axis,
   )
 
 
 def perturb_params(config: ml_collections.ConfigDict, params: Any) -> Any:
-  """The one-off NoisyTune perturbation of `noisytune` runs; other methods return `params`."""
+  """The one-off NoisyTune perturbation of `noisytune` runs; other methods return `params`.
+
+  `std(W)` is that of each layer's matrix, also for stacked layers (`scan_layers`).
+  """
   if config.method != "noisytune":
     return params
-  return pats_jax.noisytune(params, jax.random.key(config.seed + 3), scale=config.noisytune.scale)
+  return pats_jax.noisytune(
+    params,
+    jax.random.key(config.seed + 3),
+    scale=config.noisytune.scale,
+    layer_axis=models.layer_axes if models.is_stacked(params) else None,
+  )

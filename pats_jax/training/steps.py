@@ -112,7 +112,11 @@ def make_train_step(
 
 
 def make_pats_stats(optimizer: Optimizer, *, grad_accum_steps: int) -> Callable | None:
-  """Returns `pats_stats(state) -> dict` of `pats_jax.pats_statistics`, or None without PATS."""
+  """Returns `pats_stats(state) -> dict` of `pats_jax.pats_statistics`, or None without PATS.
+
+  With stacked layers (`optimizer.layer_axis`) the statistics are those of the same layers held
+  as separate leaves: the names and meanings do not depend on the layout.
+  """
   if optimizer.noise_scale is None:
     return None
 
@@ -123,7 +127,11 @@ def make_pats_stats(optimizer: Optimizer, *, grad_accum_steps: int) -> Callable 
     # The scale of the update just made (the one `train_step` logged as `noise_scale`).
     noise_scale = optimizer.noise_scale(jnp.maximum(state.step - 1, 0) // grad_accum_steps)
     stats = pats_jax.pats_statistics(
-      state.params, pats_state, noise_scale=noise_scale, **optimizer.pats_options
+      state.params,
+      pats_state,
+      noise_scale=noise_scale,
+      layer_axis=optimizer.layer_axis,
+      **optimizer.pats_options,
     )
     return {f"pats/{name}": value for name, value in stats.items()}
 

@@ -12,6 +12,7 @@ import dataclasses
 import logging
 import pathlib
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import jax
@@ -23,7 +24,16 @@ from jax.experimental import multihost_utils
 import pats_jax.data as data_lib
 from pats_jax import metrics as metrics_lib
 from pats_jax import models
-from pats_jax.training import checkpointing, optimizers, sharding, sources, steps, writers
+from pats_jax.training import (
+  checkpointing,
+  optimizers,
+  sharding,
+  sources,
+  steps,
+  validate,
+  writers,
+)
+from pats_jax.training import workdir as workdir_lib
 
 
 @dataclasses.dataclass
@@ -49,11 +59,12 @@ def load_model(config: ml_collections.ConfigDict, workdir: pathlib.Path, num_lab
       seed=config.seed,
       attention=options.attention,
       remat=options.remat,
+      scan_layers=options.scan_layers,
       hidden_dropout=options.hidden_dropout,
       attention_dropout=options.attention_dropout,
     )
   except (OSError, ImportError, ConnectionError) as error:
-    raise RuntimeError(sources.model_help(config.model, source)) from error
+    raise sources.SourceError(sources.model_help(config.model, source, error)) from error
 
 
 def load_task_data(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> TaskData:
@@ -68,8 +79,11 @@ def load_task_data(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> 
       "text_pair_column": custom.text_pair_column or None,
       "task_type": custom.task_type,
     }
-    train, spec = data_lib.load_custom(custom.train_file, **options)
-    dev, _ = data_lib.load_custom(custom.dev_file, label_names=spec.label_names, **options)
+    try:
+      train, spec = data_lib.load_custom(custom.train_file, **options)
+      dev, _ = data_lib.load_custom(custom.dev_file, label_names=spec.label_names, **options)
+    except (OSError, ValueError) as error:  # The message names the file, line and value.
+      raise sources.SourceError(str(error)) from error
     return TaskData(spec, train, {"validation": dev}, {})
   spec = data_lib.get_task(config.task)
   data_dir = sources.resolve_glue_dir(config.data.data_dir, workdir=workdir)
@@ -78,8 +92,12 @@ def load_task_data(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> 
     try:
       return data_lib.load_glue(spec, split, source=config.data.source, data_dir=data_dir)
     except (FileNotFoundError, ConnectionError, OSError) as error:
-      raise RuntimeError(sources.data_help(spec.name, data_dir)) from error
+      raise sources.SourceError(sources.data_help(spec.name, data_dir, error)) from error
+    except ValueError as error:  # A malformed file: the message names the file and line.
+      raise sources.SourceError(str(error)) from error
 
+  train = load(spec.train_split)
+  dev = {split: load(split) for split in spec.dev_splits}
   test = {}
   if config.write_test_predictions:
     for split in spec.test_splits:
@@ -89,25 +107,31 @@ def load_task_data(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> 
         logging.warning(
           "No %s/%s split (%s); no test predictions for it.", spec.name, split, error.__cause__
         )
-  return TaskData(
-    spec, load(spec.train_split), {split: load(split) for split in spec.dev_splits}, test
-  )
+  return TaskData(spec, train, dev, test)
 
 
 def load_sources(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> tuple[TaskData, Any]:
-  """Loads the data and the model; when either is missing, says what to set for both."""
+  """Loads the data and the model; when either is missing, says what to set for both.
+
+  A model that cannot be found is reported before any data is read or written (`tiny` data is
+  written into the workdir), and the model is loaded only once the data is there.
+  """
   errors, task, pretrained = [], None, None
-  try:
-    task = load_task_data(config, workdir)
-  except RuntimeError as error:
-    errors.append(error)
-  num_labels = task.spec.num_labels if task else data_lib.get_task(config.task).num_labels
-  try:
-    pretrained = load_model(config, workdir, num_labels)
-  except RuntimeError as error:
-    errors.append(error)
+  if not sources.model_findable(config.model):
+    errors.append(sources.SourceError(sources.model_help(config.model)))
+  if not errors or config.data.data_dir != sources.TINY_DATA:
+    try:
+      task = load_task_data(config, workdir)
+    except RuntimeError as error:
+      errors.append(error)
+  if not errors:
+    try:
+      pretrained = load_model(config, workdir, task.spec.num_labels)
+    except RuntimeError as error:
+      errors.append(error)
   if errors:
-    raise RuntimeError("\n".join(str(error) for error in errors)) from errors[0].__cause__
+    message = "\n".join(str(error) for error in errors)
+    raise sources.SourceError(message) from errors[0].__cause__
   return task, pretrained
 
 
@@ -214,13 +238,20 @@ def _check_finite(
 
 
 def train_and_evaluate(
-  config: ml_collections.ConfigDict, workdir: str | pathlib.Path
+  config: ml_collections.ConfigDict,
+  workdir: str | pathlib.Path,
+  *,
+  allow_config_change: Sequence[str] = (),
 ) -> dict[str, Any]:
   """Fine-tunes `config.model` on `config.task`, resuming from the workdir's newest checkpoint.
+
+  The workdir is locked for the run and must hold no other run: see `workdir.RunDirectory`.
 
   Args:
     config: the run's config (`configs/glue.py` fields).
     workdir: the run's folder: checkpoints, config.json, metrics.jsonl, results.json.
+    allow_config_change: config fields that may differ from those the workdir's run was
+      started with (`workdir.FREE_FIELDS` may always differ).
 
   Returns:
     The contents of results.json (final and best dev metrics, ...), or `{"preempted": step}`
@@ -228,31 +259,36 @@ def train_and_evaluate(
 
   Raises:
     NonFiniteLossError: the loss became non-finite (the last good checkpoint is kept).
+    validate.ConfigError: a config mistake, or a workdir that cannot take this run
+      (`workdir.WorkdirError`: locked, another run's config, not writable;
+      `checkpointing.CheckpointMismatchError`, `checkpointing.CheckpointWriteError`).
   """
-  workdir = pathlib.Path(workdir).absolute()
-  workdir.mkdir(parents=True, exist_ok=True)
-  start_time = time.perf_counter()
-  sharding.maybe_initialize_distributed(config)
-  mesh = sharding.make_mesh(config)
-  writers.write_config(workdir, config)
+  with workdir_lib.RunDirectory(workdir, config, allow_config_change=allow_config_change) as run:
+    return _train_and_evaluate(config, run)
 
+
+def _train_and_evaluate(
+  config: ml_collections.ConfigDict, run: workdir_lib.RunDirectory
+) -> dict[str, Any]:
+  """The body of `train_and_evaluate`, in the workdir `run` (released by the caller)."""
+  workdir = run.path
+  start_time = time.perf_counter()
+  validate.check_config(config)
+  sharding.maybe_initialize_distributed(config)
+  try:
+    mesh = sharding.make_mesh(config)
+  except ValueError as error:
+    raise validate.ConfigError(str(error)) from None
+  validate.check_batch_sizes(config, mesh.size)
+  run.open()  # An existing workdir: lock it and compare the configs before reading it.
+  # The workdir is created once the config, the model and the data are known to be good.
   task, pretrained = load_sources(config, workdir)
+  run.create()
   task = tokenize_task(task, pretrained.tokenizer, config)
   regression = task.spec.num_labels == 1
   best_metric_name = f"{next(iter(task.dev))}/{config.best_metric or task.spec.best_metric}"
 
   micro_batch = config.batch_size // config.grad_accum_steps
-  if micro_batch * config.grad_accum_steps != config.batch_size:
-    raise ValueError(
-      f"config.batch_size={config.batch_size} is not a multiple of "
-      f"config.grad_accum_steps={config.grad_accum_steps}"
-    )
-  for name, size in (
-    ("batch_size / grad_accum_steps", micro_batch),
-    ("eval_batch_size", config.eval_batch_size),
-  ):
-    if size % mesh.size:
-      raise ValueError(f"config.{name}={size} must be a multiple of the {mesh.size} devices")
   batches_per_epoch = data_lib.num_train_batches(task.train, micro_batch)
   total_steps = config.num_epochs * batches_per_epoch
   stop_step = min(total_steps, config.max_steps) if config.max_steps > 0 else total_steps
@@ -281,9 +317,9 @@ def train_and_evaluate(
     replicated=sharding.replicated(mesh),
   )
   checkpointer = checkpointing.Checkpointer(
-    workdir / "checkpoints", max_to_keep=config.keep_checkpoints
+    workdir / "checkpoints", max_to_keep=config.keep_checkpoints, owner=True
   )
-  best_checkpointer = checkpointing.Checkpointer(workdir / "best", max_to_keep=1)
+  best_checkpointer = checkpointing.Checkpointer(workdir / "best", max_to_keep=1, owner=True)
   state, best, last_saved = _restore_or_init(
     checkpointer,
     config,
@@ -294,6 +330,7 @@ def train_and_evaluate(
     batches_per_epoch,
   )
   start_step = int(state.step)
+  run.record_start(resumed_from=last_saved)
 
   eval_every = batches_per_epoch if config.eval_every_steps == -1 else config.eval_every_steps
   writer = writers.MetricWriter(workdir, start_step=start_step, tensorboard=config.tensorboard)
@@ -422,6 +459,7 @@ def train_and_evaluate(
     * micro_batch
     / max(train_seconds, 1e-9),
     "wall_time_seconds": time.perf_counter() - start_time,
+    "environment": writers.environment(),
   }
   writers.write_json(workdir / "results.json", results)
   logging.info("Final dev metrics (step %d): %s", stop_step, final_metrics)
@@ -452,10 +490,11 @@ def _restore_or_init(
   state, meta = restored
   step = int(meta["step"])
   if (meta["epoch"], meta["batch_in_epoch"]) != divmod(step, batches_per_epoch):
-    raise ValueError(
-      f"checkpoint step {step} was at epoch {meta['epoch']} batch {meta['batch_in_epoch']}, "
-      f"which this config's {batches_per_epoch} batches per epoch contradict; keep "
-      "batch_size, or use a new workdir"
+    raise checkpointing.CheckpointMismatchError(
+      f"checkpoint {step} in {checkpointer.directory} was at epoch {meta['epoch']} batch "
+      f"{meta['batch_in_epoch']}, which this config's {batches_per_epoch} batches per epoch "
+      "contradict (another batch_size or dataset); nothing was moved. Rerun with the config "
+      "the workdir was started with, or use a new --workdir"
     )
   logging.info("Resumed from step %d in %s.", step, checkpointer.directory)
   return state, meta["best"], step

@@ -7,15 +7,30 @@ checkpoint's step, so the file reads as if the run had never stopped.
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import math
 import pathlib
+import platform
 import time
 from typing import Any
 
 import jax
 import ml_collections
 import numpy as np
+
+from pats_jax.training import validate
+
+
+class WorkdirWriteError(validate.ConfigError):
+  """A file of the run could not be written (full disk, no permission, read-only folder)."""
+
+
+def _write_failed(path: pathlib.Path, error: OSError) -> WorkdirWriteError:
+  return WorkdirWriteError(
+    f"could not write {path}: {error.strerror or error}. Free space or fix the folder's "
+    "permissions, then rerun the same command: it resumes from the newest checkpoint."
+  )
 
 
 def is_writer() -> bool:
@@ -40,15 +55,32 @@ def write_json(path: pathlib.Path, payload: Any) -> None:
   """Writes `payload` as indented JSON, atomically (temporary file, then rename)."""
   if not is_writer():
     return
-  path.parent.mkdir(parents=True, exist_ok=True)
   temporary = path.with_suffix(path.suffix + ".tmp")
-  temporary.write_text(json.dumps(_plain(payload), indent=2, sort_keys=True) + "\n")
-  temporary.replace(path)
+  try:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary.write_text(json.dumps(_plain(payload), indent=2, sort_keys=True) + "\n")
+    temporary.replace(path)
+  except OSError as error:
+    temporary.unlink(missing_ok=True)
+    raise _write_failed(path, error) from error
 
 
-def write_config(workdir: pathlib.Path, config: ml_collections.ConfigDict) -> None:
-  """Writes `config.json`."""
-  write_json(workdir / "config.json", config.to_dict())
+def environment() -> dict[str, Any]:
+  """What ran the job, for results.json: package versions and the devices."""
+  versions = {}
+  for package in ("jax", "jaxlib", "flax", "optax", "orbax-checkpoint", "transformers"):
+    try:
+      versions[package] = importlib.metadata.version(package)
+    except importlib.metadata.PackageNotFoundError:
+      versions[package] = None
+  return {
+    "python": platform.python_version(),
+    "packages": versions,
+    "backend": jax.default_backend(),
+    "device_kind": jax.devices()[0].device_kind,
+    "device_count": jax.device_count(),
+    "process_count": jax.process_count(),
+  }
 
 
 def read_config(workdir: pathlib.Path) -> ml_collections.ConfigDict:
@@ -78,14 +110,17 @@ class MetricWriter:
     self._tensorboard = None
     if not is_writer():
       return
-    if self.path.exists():
-      kept = [
-        line
-        for line in self.path.read_text().splitlines()
-        if line.strip() and json.loads(line)["step"] <= start_step
-      ]
-      self.path.write_text("".join(line + "\n" for line in kept))
-    self._file = self.path.open("a")
+    try:
+      if self.path.exists():
+        kept = [
+          line
+          for line in self.path.read_text().splitlines()
+          if line.strip() and json.loads(line)["step"] <= start_step
+        ]
+        self.path.write_text("".join(line + "\n" for line in kept))
+      self._file = self.path.open("a")
+    except OSError as error:
+      raise _write_failed(self.path, error) from error
     if tensorboard:
       try:
         import tensorboardX
@@ -103,8 +138,11 @@ class MetricWriter:
       return
     metrics = _plain(metrics)
     record = {"step": step, prefix: metrics} if prefix else {"step": step, **metrics}
-    self._file.write(json.dumps(record, sort_keys=True) + "\n")
-    self._file.flush()
+    try:
+      self._file.write(json.dumps(record, sort_keys=True) + "\n")
+      self._file.flush()
+    except OSError as error:
+      raise _write_failed(self.path, error) from error
     if self._tensorboard is not None:
       for name, value in metrics.items():
         if isinstance(value, int | float):
