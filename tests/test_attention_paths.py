@@ -11,7 +11,7 @@ import numpy as np
 from _train_helpers import REPO_ROOT, cache_env
 
 from pats_jax import models
-from pats_jax.models import testing
+from pats_jax.models import tiny
 
 
 def test_cudnn_model_runs_single_query_attention_through_xla(tmp_path, monkeypatch):
@@ -29,7 +29,7 @@ def test_cudnn_model_runs_single_query_attention_through_xla(tmp_path, monkeypat
     return xla_attention(query, key, value, *args, implementation="xla", **kw)
 
   monkeypatch.setattr(jax.nn, "dot_product_attention", recording)
-  folder = testing.write_tiny_checkpoint(tmp_path / "m", tokenizer=False)
+  folder = tiny.write_tiny_checkpoint(tmp_path / "m", tokenizer=False)
   cudnn = models.load(folder, num_labels=2, dtype=jnp.bfloat16, attention="cudnn")
   xla = models.load(folder, num_labels=2, dtype=jnp.bfloat16, attention="xla")
   ids = jnp.asarray(np.random.default_rng(0).integers(5, 90, (2, 8)), jnp.int32)

@@ -18,7 +18,7 @@ import jax
 import pytest
 from _train_helpers import REPO_ROOT, cache_env
 
-from pats_jax.models import testing as model_testing
+from pats_jax.models import tiny
 from pats_jax.models.config import ModelConfig
 from pats_jax.training import sources
 from scripts.bench import common
@@ -88,7 +88,7 @@ def test_flop_count_matches_the_model_matrices():
 def test_shapes_come_from_the_model_config():
   base = ModelConfig.from_hf_dict({"model_type": "bert"}, num_labels=2)
   assert common.shape_config("bert-base")["hidden_size"] == base.hidden_size
-  assert common.shape_config("tiny")["hidden_size"] == model_testing.tiny_config()["hidden_size"]
+  assert common.shape_config("tiny")["hidden_size"] == tiny.tiny_config()["hidden_size"]
   large = common.shape_config("bert-large")
   assert large["hidden_size"] % large["num_attention_heads"] == 0
 
@@ -172,7 +172,8 @@ def test_gpu_suite_tiny_runs_every_item(tmp_path):
     cwd=REPO_ROOT,
   )  # fmt: skip
   log = (tmp_path / "suite.log").read_text()
-  assert done.returncode == 0, log[-4000:]
+  failed = [line for line in log.splitlines() if line.startswith("=== ") and " in " in line]
+  assert done.returncode == 0, "\n".join(failed) + "\n" + log[-4000:]
   assert sorted(p.name for p in tmp_path.iterdir()) == ["figures.json", "profile.txt", "suite.log"]
   report = json.loads((tmp_path / "figures.json").read_text())
   assert report["tiny"] is True

@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 
 from pats_jax import models
-from pats_jax.models import checkpoint_io, testing
+from pats_jax.models import checkpoint_io, tiny
 
 
 @pytest.fixture(scope="module")
 def source(tmp_path_factory):
-  return testing.write_tiny_checkpoint(tmp_path_factory.mktemp("tiny"), tokenizer=False)
+  return tiny.write_tiny_checkpoint(tmp_path_factory.mktemp("tiny"), tokenizer=False)
 
 
 @pytest.fixture

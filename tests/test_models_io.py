@@ -15,7 +15,7 @@ import pytest
 from jax.sharding import Mesh, PartitionSpec
 
 from pats_jax import models
-from pats_jax.models import checkpoint_io, testing
+from pats_jax.models import checkpoint_io, tiny
 
 ATOL = 1e-5
 
@@ -43,7 +43,7 @@ def logits_of(pretrained, params=None, deterministic=True, rngs=None):
 
 @pytest.fixture
 def tiny_bert(tmp_path):
-  return testing.write_tiny_checkpoint(tmp_path / "bert", intermediate_size=48)
+  return tiny.write_tiny_checkpoint(tmp_path / "bert", intermediate_size=48)
 
 
 # --- round trip through transformers (PyTorch) ---------------------------------------
@@ -55,7 +55,7 @@ def test_round_trip_through_transformers(tmp_path, model_type, num_labels):
   torch = pytest.importorskip("torch")
   from transformers import AutoModelForSequenceClassification
 
-  source = testing.write_tiny_checkpoint(tmp_path / "src", model_type=model_type, with_head=False)
+  source = tiny.write_tiny_checkpoint(tmp_path / "src", model_type=model_type, with_head=False)
   pretrained = models.load(source, num_labels=num_labels, seed=1)
   assert pretrained.newly_initialized  # the head is ours, so saving it matters
   tuned = jax.tree.map(lambda x: x + 0.01, pretrained.params)  # "after fine-tuning"
@@ -169,7 +169,7 @@ def test_pretraining_checkpoint_reports_unused_heads(tmp_path):
 
 
 def test_new_head_is_seeded(tmp_path):
-  source = testing.write_tiny_checkpoint(tmp_path, with_head=False)
+  source = tiny.write_tiny_checkpoint(tmp_path, with_head=False)
   head = lambda seed: models.load(source, num_labels=2, seed=seed).params["head"]
   a, b, c = head(0), head(0), head(1)
   np.testing.assert_array_equal(a["classifier"]["kernel"], b["classifier"]["kernel"])

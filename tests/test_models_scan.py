@@ -14,7 +14,7 @@ import pytest
 from jax.sharding import Mesh, PartitionSpec
 
 from pats_jax import models
-from pats_jax.models import bert, checkpoint_io, testing
+from pats_jax.models import bert, checkpoint_io, tiny
 from pats_jax.models.config import ModelConfig
 
 ATOL = 1e-5
@@ -50,7 +50,7 @@ def per_layer_leaves(params) -> int:
   [("bert", 3, False), ("bert", 3, True), ("roberta", 3, False), ("roberta", 1, True)],
 )
 def test_stacked_matches_per_layer(tmp_path, model_type, num_layers, remat):
-  folder = testing.write_tiny_checkpoint(
+  folder = tiny.write_tiny_checkpoint(
     tmp_path, model_type=model_type, num_hidden_layers=num_layers, tokenizer=False
   )
   plain, stacked = both_layouts(folder, remat=remat, hidden_dropout=0.0, attention_dropout=0.0)
@@ -83,7 +83,7 @@ def test_stacked_matches_per_layer(tmp_path, model_type, num_layers, remat):
 
 
 def test_stacked_dropout_draws_per_layer_and_per_seed(tmp_path):
-  folder = testing.write_tiny_checkpoint(tmp_path, num_hidden_layers=3, tokenizer=False)
+  folder = tiny.write_tiny_checkpoint(tmp_path, num_hidden_layers=3, tokenizer=False)
   stacked = models.load(folder, num_labels=2, scan_layers=True)
   ids, mask, types = batch()
 
@@ -102,7 +102,7 @@ def test_save_pretrained_from_stacked_loads_in_transformers(tmp_path, model_type
   torch = pytest.importorskip("torch")
   from transformers import AutoModelForSequenceClassification
 
-  source = testing.write_tiny_checkpoint(
+  source = tiny.write_tiny_checkpoint(
     tmp_path / "src", model_type=model_type, num_hidden_layers=3, with_head=False, tokenizer=False
   )
   plain, stacked = both_layouts(source, seed=1)
@@ -130,7 +130,7 @@ def test_save_pretrained_from_stacked_loads_in_transformers(tmp_path, model_type
 
 
 def test_stack_and_unstack_are_inverse_and_idempotent():
-  config = ModelConfig.from_hf_dict(testing.tiny_config(num_hidden_layers=4), num_labels=2)
+  config = ModelConfig.from_hf_dict(tiny.tiny_config(num_hidden_layers=4), num_labels=2)
   shapes = jax.eval_shape(
     lambda: bert.SequenceClassifier(config).init(jax.random.key(0), jnp.zeros((1, 1), jnp.int32))
   )
@@ -159,7 +159,7 @@ def test_stack_layers_rejects_layers_of_different_shapes():
 
 
 def test_stacking_cuts_the_number_of_leaves(tmp_path):
-  folder = testing.write_tiny_checkpoint(tmp_path, num_hidden_layers=6, tokenizer=False)
+  folder = tiny.write_tiny_checkpoint(tmp_path, num_hidden_layers=6, tokenizer=False)
   plain, stacked = both_layouts(folder)
   per_layer = per_layer_leaves(plain.params)
   n_plain, n_stacked = len(jax.tree.leaves(plain.params)), len(jax.tree.leaves(stacked.params))
@@ -168,7 +168,7 @@ def test_stacking_cuts_the_number_of_leaves(tmp_path):
 
 
 def test_layer_axes_name_the_stacked_axis(tmp_path):
-  folder = testing.write_tiny_checkpoint(tmp_path, num_hidden_layers=2, tokenizer=False)
+  folder = tiny.write_tiny_checkpoint(tmp_path, num_hidden_layers=2, tokenizer=False)
   plain, stacked = both_layouts(folder)
   specs = models.logical_axes(stacked)
   query = specs["encoder"]["layers"]["attention"]["query"]["kernel"]
@@ -190,7 +190,7 @@ def test_layer_axes_name_the_stacked_axis(tmp_path):
 
 @pytest.mark.parametrize(("fsdp", "tensor"), [(True, False), (True, True)])
 def test_stacked_sharded_apply_matches_single_device(tmp_path, fsdp, tensor):
-  folder = testing.write_tiny_checkpoint(
+  folder = tiny.write_tiny_checkpoint(
     tmp_path, num_hidden_layers=2, intermediate_size=48, tokenizer=False
   )
   stacked = models.load(folder, num_labels=2, scan_layers=True)
@@ -208,7 +208,7 @@ def test_stacked_sharded_apply_matches_single_device(tmp_path, fsdp, tensor):
 
 def lowered_forward_backward(num_layers: int, scan_layers: bool):
   """The jitted loss-and-gradient of a random tiny BERT, lowered (not compiled)."""
-  hf = testing.tiny_config(num_hidden_layers=num_layers)
+  hf = tiny.tiny_config(num_hidden_layers=num_layers)
   module = bert.SequenceClassifier(
     ModelConfig.from_hf_dict(hf, num_labels=2), attention="xla", scan_layers=scan_layers
   )

@@ -23,7 +23,7 @@ from _train_helpers import tiny_config, use_compilation_cache
 
 from configs import glue
 from pats_jax import models
-from pats_jax.models import testing
+from pats_jax.models import tiny
 from pats_jax.training import optimizers, steps, trainer
 from pats_jax.training import workdir as workdir_lib
 
@@ -34,7 +34,7 @@ PATS_STATS = ("amplitude_mean", "r_mean", "r_below_0.1", "sensitivity_mean", "se
 
 @pytest.fixture(scope="module")
 def tiny_folder(tmp_path_factory) -> pathlib.Path:
-  return testing.write_tiny_checkpoint(tmp_path_factory.mktemp("tiny_bert"), tokenizer=False)
+  return tiny.write_tiny_checkpoint(tmp_path_factory.mktemp("tiny_bert"), tokenizer=False)
 
 
 def _get(tree, path):

@@ -201,12 +201,7 @@ class Checkpointer:
     """
     if step in self._manager.all_steps():
       return
-    try:
-      self._manager.wait_until_finished()
-    except (OSError, ValueError) as error:
-      if not _is_write_error(error):
-        raise
-      raise self._write_error(self._saving, error) from error
+    self.wait()
     self._saving = step
     try:
       self._manager.save(

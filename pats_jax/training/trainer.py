@@ -2,8 +2,10 @@
 
 The loop runs micro-steps t = start, ..., T-1 over epochs of `pats_jax.data.train_batches`;
 the data position is (t // batches_per_epoch, t % batches_per_epoch), so a checkpoint's step
-fixes where the data continues. The metrics of a logged step are read after the next step is
-dispatched, so the host never waits on the device except at evaluations and checkpoints.
+fixes where the data continues. A background thread (`prefetch.Prefetcher`) reads, pads and
+places the next two batches on the devices while a step runs; the metrics of a logged step are
+read after the next step is dispatched, so the host never waits on the device except at
+evaluations and checkpoints.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import dataclasses
 import logging
 import pathlib
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import jax
@@ -27,6 +29,7 @@ from pats_jax import models
 from pats_jax.training import (
   checkpointing,
   optimizers,
+  prefetch,
   sharding,
   sources,
   steps,
@@ -332,6 +335,8 @@ def _train_and_evaluate(
   start_step = int(state.step)
   run.record_start(resumed_from=last_saved)
 
+  if pats_stats is not None and start_step < stop_step:
+    pats_stats(state)  # Compiled before the loop, not after its first step: no pause there.
   eval_every = batches_per_epoch if config.eval_every_steps == -1 else config.eval_every_steps
   writer = writers.MetricWriter(workdir, start_step=start_step, tensorboard=config.tensorboard)
   progress = writers.Progress(
@@ -377,36 +382,28 @@ def _train_and_evaluate(
     _check_finite(values, config, step, checkpointer.directory, last_saved)
     progress.update(step, float(values["loss"]))
 
+  log_every = config.log_every_steps
+  checkpoint_every = config.checkpoint_every_steps
+  inputs = prefetch.Prefetcher(
+    train_inputs(
+      task.train, config, batch_sharding, range(start_step, stop_step), batches_per_epoch
+    ),
+    depth=2,
+    name="train-inputs",
+  )
   train_start, train_start_step = time.perf_counter(), start_step
   try:
-    for step in range(start_step, stop_step):
-      epoch, batch_in_epoch = divmod(step, batches_per_epoch)
-      if step == start_step or batch_in_epoch == 0:
-        batches = data_lib.train_batches(
-          task.train,
-          batch_size=micro_batch,
-          seed=config.seed,
-          epoch=epoch,
-          start_batch=batch_in_epoch,
-          bucket_multiple=config.data.bucket_multiple,
-          max_length=config.data.max_length,
-          process_index=jax.process_index(),
-          process_count=jax.process_count(),
-        )
-      state, metrics = train_step(state, sharding.global_batch(next(batches), batch_sharding))
+    for step, batch in zip(range(start_step, stop_step), inputs, strict=True):
+      state, metrics = train_step(state, batch)
       done = step + 1
-      logged = done % config.log_every_steps == 0 or done == stop_step
+      logged = done % log_every == 0 or done == stop_step
       stats = pats_stats(state) if logged and pats_stats is not None else {}
       if pending is not None:  # Step t-1's metrics, read while step t runs.
         report(*pending)
       pending = (done, metrics, stats) if logged else None
       evaluate_now = (eval_every > 0 and done % eval_every == 0) or done == stop_step
       stop_now = preempted.reached(done) and done < stop_step
-      if (
-        evaluate_now
-        or stop_now
-        or (config.checkpoint_every_steps > 0 and done % config.checkpoint_every_steps == 0)
-      ):
+      if evaluate_now or stop_now or (checkpoint_every > 0 and done % checkpoint_every == 0):
         if pending is not None:  # A checkpoint's metrics are on disk before the checkpoint.
           report(*pending)
           pending = None
@@ -429,6 +426,7 @@ def _train_and_evaluate(
     if pending is not None:
       report(*pending)
   finally:
+    inputs.close()
     preempted.close()
     progress.close()
     writer.close()
@@ -465,6 +463,37 @@ def _train_and_evaluate(
   logging.info("Final dev metrics (step %d): %s", stop_step, final_metrics)
   logging.info("Best %s = %s at step %s", best_metric_name, best["value"], best["step"])
   return results
+
+
+def train_inputs(
+  train: data_lib.TokenizedSplit,
+  config: ml_collections.ConfigDict,
+  batch_sharding: Any,
+  steps_range: range,
+  batches_per_epoch: int,
+) -> Iterator[dict[str, jax.Array]]:
+  """The global batches of micro-steps `steps_range`, on the devices, in the loop's order.
+
+  Step t reads batch t % batches_per_epoch of epoch t // batches_per_epoch
+  (`pats_jax.data.train_batches`), so a run resumed at step t continues with the batches an
+  uninterrupted run would have used.
+  """
+  batches = None
+  for step in steps_range:
+    epoch, batch_in_epoch = divmod(step, batches_per_epoch)
+    if batches is None or batch_in_epoch == 0:
+      batches = data_lib.train_batches(
+        train,
+        batch_size=config.batch_size // config.grad_accum_steps,
+        seed=config.seed,
+        epoch=epoch,
+        start_batch=batch_in_epoch,
+        bucket_multiple=config.data.bucket_multiple,
+        max_length=config.data.max_length,
+        process_index=jax.process_index(),
+        process_count=jax.process_count(),
+      )
+    yield sharding.global_batch(next(batches), batch_sharding)
 
 
 def _restore_or_init(

@@ -52,7 +52,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from pats_jax import models
-from pats_jax.models import testing as model_testing
+from pats_jax.models import tiny
 from pats_jax.models.config import ModelConfig
 
 # The config.json keys that fix a BERT's shape (and so its cost).
@@ -67,7 +67,7 @@ SHAPE_KEYS = (
 )
 # Shapes as config.json overrides of BERT-base (transformers' BertConfig defaults, which
 # `ModelConfig.from_hf_dict` applies to the keys a config.json omits). "tiny" is
-# `pats_jax.models.testing.tiny_config`, for the benchmarks' own tests.
+# `pats_jax.models.tiny.tiny_config`, for the benchmarks' own tests.
 SHAPE_OVERRIDES: dict[str, dict[str, int]] = {
   "bert-base": {},
   "bert-large": {
@@ -97,10 +97,7 @@ VERSIONED = ("jax", "jaxlib", "flax", "optax", "torch", "transformers")
 
 def shape_config(name: str) -> dict[str, int]:
   """The config.json shape keys of the shape `name` (one of `SHAPES`)."""
-  if name == "tiny":
-    hf = model_testing.tiny_config()
-  else:
-    hf = {"model_type": "bert", **SHAPE_OVERRIDES[name]}
+  hf = tiny.tiny_config() if name == "tiny" else {"model_type": "bert", **SHAPE_OVERRIDES[name]}
   config = ModelConfig.from_hf_dict(hf, num_labels=2)
   return {key: getattr(config, key) for key in SHAPE_KEYS}
 
@@ -133,7 +130,7 @@ def load_random_model(
   if scan_layers:
     load_kwargs["scan_layers"] = True
   with tempfile.TemporaryDirectory() as tmp:
-    path = model_testing.write_tiny_checkpoint(
+    path = tiny.write_tiny_checkpoint(
       pathlib.Path(folder or tmp) / shape,
       num_labels=num_labels,
       tokenizer=False,
@@ -324,6 +321,19 @@ def parser(doc: str) -> argparse.ArgumentParser:
   )
   result.add_argument("--json", default="", help="also write the figures to this JSON file")
   return result
+
+
+def add_shape_arguments(parser: argparse.ArgumentParser, *, batch_sizes: bool = False) -> None:
+  """`--shape`, `--dtype` (compute), `--batch_size` (several with `batch_sizes`), `--length`."""
+  parser.add_argument("--shape", choices=SHAPES, default="minilm")
+  parser.add_argument(
+    "--dtype", choices=["float32", "bfloat16"], default="float32", help="compute dtype"
+  )
+  if batch_sizes:
+    parser.add_argument("--batch_size", type=int, nargs="+", default=[32])
+  else:
+    parser.add_argument("--batch_size", type=int, default=32)
+  parser.add_argument("--length", type=int, default=128)
 
 
 # --- Interleaved timing -----------------------------------------------------------------------

@@ -41,10 +41,7 @@ def tree_bytes(tree: Any) -> int:
 
 def main(argv: list[str] | None = None) -> dict:
   parser = common.parser(__doc__)
-  parser.add_argument("--shape", choices=common.SHAPES, default="minilm")
-  parser.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32")
-  parser.add_argument("--batch_size", type=int, default=32)
-  parser.add_argument("--length", type=int, default=128)
+  common.add_shape_arguments(parser)
   parser.add_argument(
     "--peak_variants",
     nargs="+",

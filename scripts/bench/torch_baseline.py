@@ -79,10 +79,7 @@ def torch_step(
 
 def main(argv: list[str] | None = None) -> dict:
   parser = common.parser(__doc__)
-  parser.add_argument("--shape", choices=common.SHAPES, default="minilm")
-  parser.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32")
-  parser.add_argument("--batch_size", type=int, default=32)
-  parser.add_argument("--length", type=int, default=128)
+  common.add_shape_arguments(parser)
   parser.add_argument("--variants", nargs="+", choices=VARIANTS, default=list(VARIANTS))
   parser.add_argument("--rounds", type=int, default=4, help="timed rounds")
   parser.add_argument("--warmup", type=int, default=1, help="untimed rounds first (compiles)")

@@ -87,12 +87,7 @@ def bench_batch(pretrained, args, batch_size: int) -> dict:
 
 def main(argv: list[str] | None = None) -> dict:
   parser = common.parser(__doc__)
-  parser.add_argument("--shape", choices=common.SHAPES, default="minilm")
-  parser.add_argument(
-    "--dtype", choices=["float32", "bfloat16"], default="float32", help="compute dtype"
-  )
-  parser.add_argument("--batch_size", type=int, nargs="+", default=[32])
-  parser.add_argument("--length", type=int, default=128)
+  common.add_shape_arguments(parser, batch_sizes=True)
   parser.add_argument("--variants", nargs="+", choices=METHODS, default=list(METHODS))
   parser.add_argument("--rounds", type=int, default=5, help="timed rounds; 0 = compile only")
   parser.add_argument("--warmup", type=int, default=1, help="untimed rounds first")
