@@ -14,7 +14,7 @@ from https://github.com/nyu-mll/GLUE-baselines), else downloaded from the Huggin
 
 Re-running with the same workdir resumes from its newest checkpoint. Outputs in the workdir:
 config.json, metrics.jsonl, results.json, checkpoints/, best/, glue_submission/. A mistake in the
-config or missing data stops the run before the workdir is created, with exit status 2.
+config or missing data stops the run with exit status 2 and leaves no new workdir behind.
 One run at a time uses a workdir (run.lock), and a rerun must keep the config it was started
 with, except fields that cannot change the result (logging, evaluation and checkpoint cadence,
 max_steps, ...); name an intended change with --allow_config_change=field1,field2.

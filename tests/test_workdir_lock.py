@@ -106,7 +106,7 @@ def test_run_directory_releases_the_lock_on_an_exception(tmp_path):
     pytest.raises(RuntimeError, match="inside the run"),
     workdir_lib.RunDirectory(tmp_path / "run", config) as run,
   ):
-    run.create()
+    run.open()
     assert (tmp_path / "run" / "run.lock").exists()
     raise RuntimeError("inside the run")
   assert not (tmp_path / "run" / "run.lock").exists()
@@ -118,7 +118,7 @@ def test_unwritable_workdir_is_a_clear_error(tmp_path, monkeypatch):
   blocker = tmp_path / "file"
   blocker.write_text("")  # A workdir below a file cannot be created, whoever runs the test.
   with pytest.raises(workdir_lib.WorkdirError, match=r"cannot create the workdir .*writable"):
-    workdir_lib.RunDirectory(blocker / "run", tiny_config()).create()
+    workdir_lib.RunDirectory(blocker / "run", tiny_config()).open()
 
   # A read-only filesystem (EROFS): even root cannot create the lock file.
   real_open = os.open
@@ -131,7 +131,7 @@ def test_unwritable_workdir_is_a_clear_error(tmp_path, monkeypatch):
   monkeypatch.setattr(os, "open", read_only)
   (tmp_path / "existing").mkdir()
   with pytest.raises(workdir_lib.WorkdirError, match=r"cannot write to the workdir .*Read-only"):
-    workdir_lib.RunDirectory(tmp_path / "existing", tiny_config()).create()
+    workdir_lib.RunDirectory(tmp_path / "existing", tiny_config()).open()
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders")
@@ -142,6 +142,48 @@ def test_read_only_folder_is_a_clear_error(tmp_path):
   (tmp_path / "run").chmod(0o555)
   try:
     with pytest.raises(workdir_lib.WorkdirError, match="cannot write to the workdir"):
-      workdir_lib.RunDirectory(tmp_path / "run", tiny_config()).create()
+      workdir_lib.RunDirectory(tmp_path / "run", tiny_config()).open()
   finally:
     (tmp_path / "run").chmod(0o755)
+
+
+def test_a_new_workdir_is_locked_at_once_and_removed_if_the_run_never_starts(tmp_path):
+  from _train_helpers import tiny_config
+
+  path = tmp_path / "runs" / "new" / "run"
+  with (
+    pytest.raises(RuntimeError, match="data not found"),
+    workdir_lib.RunDirectory(path, tiny_config()) as run,
+  ):
+    run.open()
+    assert (path / "run.lock").exists()
+    # A second process on the same new folder fails at once, naming the holder.
+    with pytest.raises(workdir_lib.WorkdirError, match=f"pid {os.getpid()}"):
+      workdir_lib.RunDirectory(path, tiny_config()).open()
+    raise RuntimeError("data not found")
+  assert not (tmp_path / "runs").exists()  # Every folder this start made is gone again.
+
+
+def test_a_started_run_keeps_its_new_workdir(tmp_path):
+  from _train_helpers import tiny_config
+
+  path = tmp_path / "run"
+  with (
+    pytest.raises(RuntimeError, match="after the start"),
+    workdir_lib.RunDirectory(path, tiny_config()) as run,
+  ):
+    run.open()
+    run.record_start(resumed_from=None)
+    raise RuntimeError("after the start")
+  assert (path / "config.json").is_file() and not (path / "run.lock").exists()
+
+
+def test_an_existing_workdir_is_never_removed(tmp_path):
+  from _train_helpers import tiny_config
+
+  path = tmp_path / "run"
+  path.mkdir()
+  with pytest.raises(RuntimeError), workdir_lib.RunDirectory(path, tiny_config()) as run:
+    run.open()
+    raise RuntimeError("failed start")
+  assert path.is_dir()

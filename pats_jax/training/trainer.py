@@ -283,10 +283,10 @@ def _train_and_evaluate(
   except ValueError as error:
     raise validate.ConfigError(str(error)) from None
   validate.check_batch_sizes(config, mesh.size)
-  run.open()  # An existing workdir: lock it and compare the configs before reading it.
-  # The workdir is created once the config, the model and the data are known to be good.
+  # Lock the workdir (created if new) and compare the configs before reading anything in it;
+  # a workdir this run created is removed again if the run does not start.
+  run.open()
   task, pretrained = load_sources(config, workdir)
-  run.create()
   task = tokenize_task(task, pretrained.tokenizer, config)
   regression = task.spec.num_labels == 1
   best_metric_name = f"{next(iter(task.dev))}/{config.best_metric or task.spec.best_metric}"

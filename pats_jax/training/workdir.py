@@ -45,6 +45,7 @@ import json
 import logging
 import os
 import pathlib
+import shutil
 import socket
 import sys
 import uuid
@@ -283,11 +284,13 @@ class RunDirectory:
   Use as a context manager around the run (it releases the lock on exit):
 
     with RunDirectory(workdir, config, allow_config_change=()) as run:
-      run.open()      # When the workdir exists: lock it and compare the configs.
-      ...             # Load data and model.
-      run.create()    # Create the workdir (if new), lock it, compare the configs.
-      ...             # Restore the newest checkpoint.
+      run.open()      # Create the workdir if new, lock it, compare the configs.
+      ...             # Load data and model; restore the newest checkpoint.
       run.record_start(resumed_from=step)  # config.json and config_history.jsonl.
+
+  A workdir that `open` created is removed again on exit when the run never started
+  (`record_start` was not reached): a failed start leaves no folder behind, and holding the
+  lock from the start means a second process on the same new folder fails at once.
 
   Args:
     path: the workdir.
@@ -309,6 +312,8 @@ class RunDirectory:
     self.changes: dict[str, tuple[Any, Any]] = {}
     self._lock = RunLock(self.path)
     self._checked = False
+    self._made: pathlib.Path | None = None  # The outermost folder this run created.
+    self._started = False  # record_start was reached.
     self._check_allowed_names()
 
   def _check_allowed_names(self) -> None:
@@ -327,26 +332,23 @@ class RunDirectory:
     self.close()
 
   def open(self) -> None:
-    """If the workdir exists: takes its lock and checks the config against the saved one."""
-    exists = self.path.is_dir()
-    if jax.process_count() > 1:  # Process 0's view decides, so that all take the same path.
-      from jax.experimental import multihost_utils
-
-      exists = bool(multihost_utils.broadcast_one_to_all(np.int32(exists)))
-    if exists:
-      self._claim()
-
-  def create(self) -> None:
-    """Creates the workdir if needed, then takes its lock and checks the config (once)."""
-    if not self._checked:
-      if writers.is_writer():
-        try:
-          self.path.mkdir(parents=True, exist_ok=True)
-        except OSError as error:
-          raise WorkdirError(
-            f"cannot create the workdir {self.path} ({error.strerror}); choose a writable --workdir"
-          ) from None
-      self._claim()
+    """Creates the workdir if needed, takes its lock and checks the config (once)."""
+    if self._checked:
+      return
+    if writers.is_writer() and not self.path.is_dir():
+      outermost = self.path
+      while not outermost.parent.exists():
+        outermost = outermost.parent
+      try:
+        self.path.mkdir(parents=True)
+        self._made = outermost
+      except FileExistsError:
+        pass  # Another process made it first; its lock decides below.
+      except OSError as error:
+        raise WorkdirError(
+          f"cannot create the workdir {self.path} ({error.strerror}); choose a writable --workdir"
+        ) from None
+    self._claim()
 
   def _claim(self) -> None:
     error = None
@@ -410,6 +412,7 @@ class RunDirectory:
 
   def record_start(self, *, resumed_from: int | None) -> None:
     """Writes config.json and appends this start to config_history.jsonl (process 0)."""
+    self._started = True
     if not writers.is_writer():
       return
     record = {
@@ -431,5 +434,7 @@ class RunDirectory:
       ) from None
 
   def close(self) -> None:
-    """Releases the lock."""
+    """Releases the lock; removes the workdir again if this run made it but never started."""
     self._lock.release()
+    if self._made is not None and not self._started:
+      shutil.rmtree(self._made, ignore_errors=True)
