@@ -21,7 +21,7 @@ from __future__ import annotations
 import ml_collections
 from ml_collections import config_dict
 
-METHODS = ("plain", "pats", "noisytune", "uniform", "inverse", "sage", "add_noise")
+from pats_jax.training.optimizers import METHODS
 
 # Per-task protocol: (number of epochs, learning rate). Everything else is shared.
 TASK_PROTOCOL = {

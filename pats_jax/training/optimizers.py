@@ -44,6 +44,9 @@ PATS_VARIANTS = {
   "uniform": {"normalize": "none"},
   "inverse": {"direction": "inverse"},
 }
+# Every method `make_optimizer` builds, and the shapes of the PATS noise scale over steps.
+METHODS = ("plain", *PATS_VARIANTS, "noisytune", "sage", "add_noise")
+NOISE_SCHEDULES = ("lr_shape", "constant")
 
 
 def method_label(method: str, config: Mapping[str, Any]) -> str:

@@ -23,8 +23,6 @@ from pats_jax.data import custom, glue, tasks
 from pats_jax.models.bert import ATTENTION_CHOICES
 from pats_jax.training import optimizers, sources
 
-METHODS = ("plain", *optimizers.PATS_VARIANTS, "noisytune", "sage", "add_noise")
-NOISE_SCHEDULES = ("lr_shape", "constant")
 FLOAT_DTYPES = ("float32", "bfloat16", "float16")
 DISTRIBUTED_INIT = ("auto", "yes", "no")
 _MISSING = object()
@@ -206,10 +204,10 @@ CHECKS: dict[str, Callable[[str, Any], None]] = {
   "grad_clip_norm": real(0.0),
   "apply_if_finite": boolean,
   "max_consecutive_nonfinite": integer(1),
-  "method": choice(METHODS),
+  "method": choice(optimizers.METHODS),
   "tag": text,
   "pats.noise_scale": real(0.0),
-  "pats.noise_schedule": choice(NOISE_SCHEDULES),
+  "pats.noise_schedule": choice(optimizers.NOISE_SCHEDULES),
   "pats.beta1": real(0.0, 1.0),
   "pats.beta2": optional(real(0.0, 1.0)),
   "pats.sensitivity": choice(_steps.SENSITIVITIES),
