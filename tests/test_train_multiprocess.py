@@ -84,7 +84,10 @@ def test_sigterm_to_one_process_stops_both_at_one_step(tmp_path):
   metrics = workdir / "metrics.jsonl"
   deadline = time.monotonic() + 300
   while not (metrics.exists() and metrics.read_text().count("\n") >= 3):
-    assert all(process.poll() is None for process in processes), "a process exited early"
+    exited = [process for process in processes if process.poll() is not None]
+    assert not exited, "a process exited early:\n" + "\n".join(
+      f"rc {process.returncode}: {process.communicate()[0][-3000:]}" for process in exited
+    )
     assert time.monotonic() < deadline, "timed out waiting for training steps"
     time.sleep(0.2)
   processes[1].send_signal(signal.SIGTERM)  # Only the second host gets the notice.
