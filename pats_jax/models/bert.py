@@ -214,7 +214,11 @@ class SelfAttention(nn.Module):
 
 
 class TransformerLayer(nn.Module):
-  """One post-LayerNorm encoder layer: attention block then feed-forward block."""
+  """One post-LayerNorm encoder layer: attention block then feed-forward block.
+
+  A family whose layers differ from BERT's only in the attention (DeBERTa's disentangled
+  attention) subclasses it and overrides `attend`; `context` is whatever its attention reads.
+  """
 
   config: BertConfig
   dtype: Dtype = jnp.float32
@@ -222,9 +226,7 @@ class TransformerLayer(nn.Module):
   implementation: str = "xla"
 
   @nn.compact
-  def __call__(
-    self, x, padding: layers.KeyPadding, deterministic: bool, first_token_only: bool = False
-  ):
+  def __call__(self, x, context: Any, deterministic: bool, first_token_only: bool = False):
     """`[batch, L, E] -> [batch, L, E]`, or `[batch, 1, E]` (first token) if `first_token_only`."""
     cfg = self.config
     drop = nn.Dropout(cfg.hidden_dropout_prob)
@@ -232,9 +234,7 @@ class TransformerLayer(nn.Module):
     dense = functools.partial(
       layers.dense, stddev=cfg.initializer_range, dtype=self.dtype, param_dtype=self.param_dtype
     )
-    attended = SelfAttention(
-      cfg, self.dtype, self.param_dtype, self.implementation, name="attention"
-    )(x, padding, deterministic, first_token_only)
+    attended = self.attend(x, context, deterministic, first_token_only)
     if first_token_only:
       x = x[:, :1]
     x = norm("attention_norm")(x + drop(attended, deterministic=deterministic))
@@ -243,6 +243,14 @@ class TransformerLayer(nn.Module):
       layers.activation(cfg.hidden_act)(y)
     )
     return norm("output_norm")(x + drop(y, deterministic=deterministic))
+
+  def attend(
+    self, x, padding: layers.KeyPadding, deterministic: bool, first_token_only: bool
+  ) -> jax.Array:
+    """The attention sublayer's output `[batch, L or 1, E]` (submodule "attention")."""
+    return SelfAttention(
+      self.config, self.dtype, self.param_dtype, self.implementation, name="attention"
+    )(x, padding, deterministic, first_token_only)
 
 
 class Encoder(nn.Module):

@@ -22,7 +22,11 @@ TOKENIZER_FILES = (
   "vocab.txt",
   "vocab.json",
   "merges.txt",
+  "spm.model",
 )
+# A SentencePiece model (DeBERTa-v3's only tokenizer file); transformers converts it into a fast
+# tokenizer with the sentencepiece and protobuf packages.
+SENTENCEPIECE_FILE = "spm.model"
 
 
 @dataclasses.dataclass(frozen=True)

@@ -14,6 +14,7 @@ weight kind, `encoder/layers/...` `[num_layers, ...]` (`convert.stack_layers`), 
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import json
 import logging
 import os
@@ -122,7 +123,8 @@ def load(
   Raises:
     FileNotFoundError: the checkpoint or one of its files cannot be found.
     ValueError: unsupported config, wrong or missing tensors, unreadable files.
-    ImportError: a pytorch_model.bin checkpoint without torch installed.
+    ImportError: a pytorch_model.bin checkpoint without torch installed, or a SentencePiece
+      tokenizer (`spm.model`, no `tokenizer.json`) without sentencepiece and protobuf.
   """
   if attention not in ATTENTION_CHOICES:
     raise ValueError(f"attention must be one of {ATTENTION_CHOICES}, got {attention!r}")
@@ -156,6 +158,7 @@ def load(
 
   tokenizer = None
   if files.has_tokenizer:
+    _check_sentencepiece(files.folder)
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(str(files.folder))
@@ -184,6 +187,27 @@ def load(
     unused_tensors=converted.unused,
     source=str(files.folder),
   )
+
+
+def _importable(module: str) -> bool:
+  try:
+    return importlib.util.find_spec(module) is not None
+  except (ImportError, ValueError):
+    return False
+
+
+def _check_sentencepiece(folder: pathlib.Path) -> None:
+  """Raises ImportError naming what to install when `folder`'s tokenizer is only a SentencePiece
+  model and the packages that read it are missing (transformers would say something else)."""
+  if (folder / "tokenizer.json").is_file() or not (folder / hub.SENTENCEPIECE_FILE).is_file():
+    return
+  packages = {"sentencepiece": "sentencepiece", "protobuf": "google.protobuf"}
+  missing = [name for name, module in packages.items() if not _importable(module)]
+  if missing:
+    raise ImportError(
+      f"{folder / hub.SENTENCEPIECE_FILE} is a SentencePiece tokenizer; reading it needs "
+      f"{' and '.join(missing)}: `pip install {' '.join(missing)}` (part of pats_jax[data])"
+    )
 
 
 def _to_host(params) -> dict:

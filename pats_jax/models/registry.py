@@ -51,8 +51,8 @@ class Family:
       `<prefix>.<name>` in a classifier checkpoint, `<name>` in a bare encoder's.
     architecture: transformers' sequence-classification class, written by `save_pretrained`.
     tiny_config: `(**overrides) -> config.json dict` of a tiny random model of the family.
-    tiny_tokenizer: the tokenizer `tiny.write_tiny_checkpoint` writes: "wordpiece" or
-      "byte_level_bpe".
+    tiny_tokenizer: the tokenizer `tiny.write_tiny_checkpoint` writes: "wordpiece",
+      "byte_level_bpe" (RoBERTa) or "unigram" (DeBERTa-v2's SentencePiece-style Unigram).
   """
 
   model_type: str

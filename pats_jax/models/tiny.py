@@ -94,8 +94,34 @@ def _write_byte_level_bpe(out: pathlib.Path, vocab_size: int) -> int:
   return max(vocab_size, len(tokenizer))
 
 
+def _write_unigram(out: pathlib.Path, vocab_size: int) -> int:
+  """A DeBERTa-v2 SentencePiece-style Unigram tokenizer (tokenizer.json, tokenizer_config.json)
+  over `_WORDS`, built from a piece list; returns `vocab_size` raised to the tokenizer's size.
+
+  DeBERTa-v3 ships its tokenizer as a SentencePiece `spm.model`; transformers' DeBERTa-v2
+  tokenizer class is the same Unigram model with metaspace pre-tokenisation, and built from
+  (piece, log-probability) pairs it needs neither sentencepiece nor a trained model file.
+  Whole words score higher than their letters, so known words stay one piece.
+  """
+  import transformers
+
+  special = [("[PAD]", 0.0), ("[CLS]", 0.0), ("[SEP]", 0.0), ("[UNK]", 0.0), ("[MASK]", 0.0)]
+  letters = [chr(c) for c in range(ord("a"), ord("z") + 1)]
+  pieces = [(f"\u2581{word}", -3.0) for word in _WORDS] + [("\u2581", -5.0)]
+  pieces += [(piece, -6.0) for piece in letters + list(".,!?'")]
+  tokenizer = transformers.DebertaV2Tokenizer(
+    vocab=special + pieces, do_lower_case=True, model_max_length=_MAX_LENGTH
+  )
+  tokenizer.save_pretrained(str(out))
+  return max(vocab_size, len(tokenizer))
+
+
 # `Family.tiny_tokenizer` -> writer(folder, vocab_size) -> the vocabulary size the model needs.
-_TOKENIZER_WRITERS = {"wordpiece": _write_wordpiece_vocab, "byte_level_bpe": _write_byte_level_bpe}
+_TOKENIZER_WRITERS = {
+  "wordpiece": _write_wordpiece_vocab,
+  "byte_level_bpe": _write_byte_level_bpe,
+  "unigram": _write_unigram,
+}
 
 
 def write_tiny_checkpoint(
