@@ -335,3 +335,28 @@ def test_tiny_deberta_trains_with_stacked_layers_and_pats(tmp_path):
   losses = [line["loss"] for line in lines if "loss" in line]
   assert len(losses) == 3 and np.isfinite(losses).all()
   assert any("pats/amplitude_mean" in line for line in lines)
+
+
+def test_hub_download_fetches_spm_model(tmp_path, monkeypatch):
+  """A hub id of DeBERTa-v3's layout: spm.model is fetched with the other tokenizer files."""
+  import huggingface_hub
+  from huggingface_hub.errors import EntryNotFoundError
+
+  from pats_jax.models import hub
+
+  repo = tmp_path / "repo"
+  repo.mkdir()
+  for name in ("config.json", "pytorch_model.bin", "spm.model", "tokenizer_config.json"):
+    (repo / name).write_text("{}")
+  fetched = []
+
+  def download(repo_id, filename, cache_dir=None):
+    if not (repo / filename).is_file():
+      raise EntryNotFoundError(f"{repo_id} has no {filename}")
+    fetched.append(filename)
+    return str(repo / filename)
+
+  monkeypatch.setattr(huggingface_hub, "hf_hub_download", download)
+  files = hub.resolve("microsoft/deberta-v3-base")
+  assert files.weights_file.name == "pytorch_model.bin" and files.has_tokenizer
+  assert "spm.model" in fetched
