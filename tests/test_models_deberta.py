@@ -312,16 +312,26 @@ def test_cudnn_attention_warns_and_runs_the_einsum_path(tmp_path):
   np.testing.assert_array_equal(logits, xla.module.apply({"params": xla.params}, ids, mask, types))
 
 
+def test_config_model_names_map_to_the_hub_and_are_listed_offline(monkeypatch):
+  from pats_jax.training import sources
+
+  monkeypatch.setattr(sources, "hub_reachable", lambda: False)
+  assert sources.MODEL_HUB_IDS["deberta-v3-base"] == "microsoft/deberta-v3-base"
+  assert sources.MODEL_HUB_IDS["deberta-v3-large"] == "microsoft/deberta-v3-large"
+  assert sources.TINY_MODELS["tiny-deberta"] == "deberta-v2"
+  help_text = sources.model_help("deberta-v3-base")
+  assert "'microsoft/deberta-v3-base'" in help_text
+  for name in ("deberta-v3-base", "deberta-v3-large", "tiny-deberta"):
+    assert name in help_text.split("Named models:")[1], name
+
+
 @pytest.mark.slow
 def test_tiny_deberta_trains_with_stacked_layers_and_pats(tmp_path):
   """`config.model=tiny-deberta` with `scan_layers` (PATS per layer through `layer_axis`)."""
   from _train_helpers import tiny_config, use_compilation_cache
 
-  from pats_jax.training import sources, trainer
+  from pats_jax.training import trainer
 
-  assert sources.TINY_MODELS["tiny-deberta"] == "deberta-v2"
-  assert sources.MODEL_HUB_IDS["deberta-v3-base"] == "microsoft/deberta-v3-base"
-  assert sources.MODEL_HUB_IDS["deberta-v3-large"] == "microsoft/deberta-v3-large"
   use_compilation_cache()
   config = tiny_config(
     arg="method=pats,model=tiny-deberta",

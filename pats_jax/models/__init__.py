@@ -1,4 +1,4 @@
-"""Flax sequence classifiers (BERT, RoBERTa) that load Hugging Face checkpoints.
+"""Flax sequence classifiers (BERT, RoBERTa, ELECTRA, DeBERTa-v3) loading Hugging Face checkpoints.
 
 Example::
 

@@ -1,10 +1,11 @@
 """Model configuration, read from and written to Hugging Face `config.json`.
 
 `ModelConfig` holds what every family has (the sizes, the labels, the source config.json);
-each family subclasses it with its own fields (`bert.BertConfig`, ...),
-named as in config.json. `ModelConfig.from_hf_dict` picks the subclass by `model_type`
-(`registry.py`), fills the keys a config.json omits with the defaults of transformers' config
-class, and refuses options the family does not implement with a message naming the key.
+each family subclasses it with its own fields (`bert.BertConfig`, `electra.ElectraConfig`,
+`deberta.DebertaV2Config`, ...), named as in config.json. `ModelConfig.from_hf_dict` picks the
+subclass by `model_type` (`registry.py`), fills the keys a config.json omits with the defaults
+of transformers' config class, and refuses options the family does not implement with a
+message naming the key.
 `to_hf_dict` writes a config.json from which transformers'
 `AutoModelForSequenceClassification` builds the family's classifier. Keys we do not model
 are kept verbatim (as JSON text in `raw_json`, so a config stays hashable and can be a Flax

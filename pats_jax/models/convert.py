@@ -15,9 +15,10 @@ leaf `[num_layers, ...]`), which `stack_layers` / `unstack_layers` convert to an
   stacked[encoder/layers/<p>][i] = per_layer[encoder/layer_{i}/<p>]   for i < num_layers.
 
 Each family lists its tensors (`registry.Family.tensor_specs`, built with `linear`, `norm` and
-`embedding`). Encoder tensors carry the family's prefix (`bert.`, `roberta.`) in a
-classifier checkpoint and none in a bare encoder checkpoint (e.g. all-MiniLM-L6-v2, a
-`BertModel`); both load. Old checkpoints' LayerNorm `gamma`/`beta` are read as `weight`/`bias`.
+`embedding`). Encoder tensors carry the family's prefix (`bert.`, `roberta.`, `electra.`,
+`deberta.`) in a classifier checkpoint and none in a bare encoder checkpoint (e.g.
+all-MiniLM-L6-v2, a `BertModel`); both load. Old checkpoints' LayerNorm `gamma`/`beta` are read
+as `weight`/`bias`.
 """
 
 from __future__ import annotations
@@ -87,20 +88,18 @@ class TensorSpec:
     return leaf
 
 
-def linear(hf: str, path: tuple[str, ...], n_in: int = 1, **kw) -> list[TensorSpec]:
-  """A torch Linear `hf` (weight and bias) <-> a Dense/DenseGeneral at `path` (kernel, bias)."""
-  return [
-    TensorSpec(f"{hf}.weight", (*path, "kernel"), "linear", n_in, **kw),
-    TensorSpec(f"{hf}.bias", (*path, "bias"), "bias", **kw),
-  ]
+def linear(
+  hf: str, path: tuple[str, ...], n_in: int = 1, *, bias: bool = True, **kw
+) -> list[TensorSpec]:
+  """A torch Linear `hf` (weight, bias) <-> a Dense/DenseGeneral at `path` (kernel, bias)."""
+  specs = [TensorSpec(f"{hf}.weight", (*path, "kernel"), "linear", n_in, **kw)]
+  return specs + ([TensorSpec(f"{hf}.bias", (*path, "bias"), "bias", **kw)] if bias else [])
 
 
-def norm(hf: str, path: tuple[str, ...], **kw) -> list[TensorSpec]:
+def norm(hf: str, path: tuple[str, ...], *, bias: bool = True, **kw) -> list[TensorSpec]:
   """A torch LayerNorm `hf` (weight, bias) <-> a Flax LayerNorm at `path` (scale, bias)."""
-  return [
-    TensorSpec(f"{hf}.weight", (*path, "scale"), "plain", **kw),
-    TensorSpec(f"{hf}.bias", (*path, "bias"), "plain", **kw),
-  ]
+  specs = [TensorSpec(f"{hf}.weight", (*path, "scale"), "plain", **kw)]
+  return specs + ([TensorSpec(f"{hf}.bias", (*path, "bias"), "plain", **kw)] if bias else [])
 
 
 def embedding(hf: str, path: tuple[str, ...], **kw) -> list[TensorSpec]:

@@ -506,9 +506,7 @@ def tensor_specs(config: DebertaV2Config) -> list[convert.TensorSpec]:
   if config.type_vocab_size > 0:
     specs += convert.embedding("embeddings.token_type_embeddings", (*emb, "token_type_embeddings"))
   if config.embedding_width != config.hidden_size:
-    specs.append(
-      convert.TensorSpec("embeddings.embed_proj.weight", (*emb, "embed_proj", "kernel"), "linear")
-    )
+    specs += convert.linear("embeddings.embed_proj", (*emb, "embed_proj"), bias=False)
   specs += convert.norm("embeddings.LayerNorm", (*emb, "layer_norm"))
   if config.relative_attention:
     specs += convert.embedding("encoder.rel_embeddings", (*enc, "rel_embeddings"))

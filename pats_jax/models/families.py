@@ -1,14 +1,19 @@
 """The model families `load` reads, by config.json `model_type`: the one place to register one.
 
 To add a family, write its module (layers, config class, tensor specs, tiny config and a
-`registry.Family` record; see `bert.py`) and add its record here.
+`registry.Family` record; see `electra.py` for a small one) and add its record here.
 """
 
 from __future__ import annotations
 
-from pats_jax.models import bert, deberta, registry
+from pats_jax.models import bert, deberta, electra, registry
 
-FAMILIES: tuple[registry.Family, ...] = (bert.BERT, bert.ROBERTA, deberta.DEBERTA_V2)
+FAMILIES: tuple[registry.Family, ...] = (
+  bert.BERT,
+  bert.ROBERTA,
+  electra.ELECTRA,
+  deberta.DEBERTA_V2,
+)
 registry.register(*FAMILIES)
 
 SUPPORTED_MODEL_TYPES = registry.model_types()

@@ -3,8 +3,8 @@
 `write_tiny_checkpoint` writes config.json, model.safetensors and tokenizer files in the Hugging
 Face folder layout for a model of any registered family (`registry.model_types()`) with a few
 thousand parameters (`tiny_config`, the family's `Family.tiny_config`). Tests, benchmarks and
-quick runs (`--config.model=tiny-bert`, `tiny-roberta`, as in `configs/tiny.py`)
-load it like any downloaded checkpoint.
+quick runs (`--config.model=tiny-bert`, `tiny-roberta`, `tiny-electra`, `tiny-deberta`, as in
+`configs/tiny.py`) load it like any downloaded checkpoint.
 """
 
 from __future__ import annotations
@@ -141,14 +141,15 @@ def write_tiny_checkpoint(
 
   Args:
     out_dir: folder to write (created).
-    model_type: a registered family ("bert", "roberta", ...).
+    model_type: a registered family ("bert", "roberta", "electra", "deberta-v2", ...).
     num_labels: outputs of the classification head.
     seed: seed of the random weights.
     with_head: include the classification head tensors outside the encoder (without, a
       loader must initialise them, as for a bare encoder such as all-MiniLM-L6-v2).
     tokenizer: write the family's tokenizer (`Family.tiny_tokenizer`): a WordPiece of
-      `vocab_size` entries (needs vocab_size >= 100), or a byte-level BPE (RoBERTa;
-      vocab_size is raised to its size).
+      `vocab_size` entries (needs vocab_size >= 100), a byte-level BPE (RoBERTa) or a
+      SentencePiece-style Unigram (DeBERTa-v2); for the last two vocab_size is raised to the
+      tokenizer's size.
     **config_overrides: config.json keys to change (e.g. hidden_act="relu").
 
   Returns:
