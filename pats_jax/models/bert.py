@@ -14,9 +14,10 @@ token types and head:
 
 This module holds the family's config (`BertConfig`), layers (`Embeddings`, `SelfAttention`,
 `TransformerLayer`, `Encoder`), checkpoint tensor names (`tensor_specs`), tiny configs and
-`Family` records; ELECTRA (`electra.py`) reuses the body. The shared machinery lives in
-`layers.py` (attention kernels, LayerNorm, dense), `stack.py` (per-layer or `nn.scan`ned
-layers, remat, first-token-only last layer) and `heads.py`.
+`Family` records; ELECTRA (`electra.py`) reuses the body, DeBERTa (`deberta.py`) the layer with
+its own attention (`TransformerLayer.attend`). The shared machinery lives in `layers.py`
+(attention kernels, LayerNorm, dense), `stack.py` (per-layer or `nn.scan`ned layers, remat,
+first-token-only last layer) and `heads.py`.
 
 Parameter tree of the encoder (logical axis names in brackets; E width, N heads, d = E/N,
 F intermediate, V vocabulary, P positions, T token types):
