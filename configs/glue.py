@@ -132,7 +132,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.method = "plain"  # plain, pats, uniform, inverse, noisytune, sage or add_noise.
   config.tag = ""  # A variant's name, appended to the method's label in sweep tables.
   config.pats = ml_collections.ConfigDict()
-  config.pats.noise_scale = 0.01  # Peak noise scale lambda (PATS_SPEC step 5), >= 0.
+  config.pats.noise_scale = 0.01  # Peak noise scale lambda (docs/algorithm.md, step 5), >= 0.
   config.pats.noise_schedule = "lr_shape"  # lr_shape: lambda follows the LR; or constant.
   config.pats.beta1 = 0.85  # EMA decay of the sensitivity.
   config.pats.beta2 = config_dict.placeholder(float)  # EMA decay of the uncertainty; None: off.

@@ -9,8 +9,8 @@ only) and the learning-rate schedule
 over T optimizer updates, T_w = round(warmup_ratio * T). The methods (`config.method`):
 
 - `plain`: AdamW (`pats_jax.adamw`).
-- `pats`: `pats_jax.pats_adamw` (PATS_SPEC.md); `uniform` is PATS with `normalize="none"`
-  (sensitivity-blind noise) and `inverse` PATS with `direction="inverse"`.
+- `pats`: `pats_jax.pats_adamw` (`docs/algorithm.md`, "One step"); `uniform` is PATS with
+  `normalize="none"` (sensitivity-blind noise) and `inverse` PATS with `direction="inverse"`.
 - `noisytune`: plain AdamW after a one-off perturbation of the parameters (`perturb_params`).
 - `sage`: `pats_jax.sage` around AdamW.
 - `add_noise`: Gaussian gradient noise (`optax.add_noise`, Neelakantan et al. 2015) before AdamW.
