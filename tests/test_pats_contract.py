@@ -122,14 +122,21 @@ def test_inject_hyperparams_noise_scale():
     chex.assert_trees_all_close(u, iu, rtol=1e-6)
   chex.assert_trees_all_close(state.sensitivity, istate.inner_state.sensitivity, rtol=1e-6)
   assert float(istate.hyperparams["noise_scale"]) == pytest.approx(0.1)
-  # Changing the injected value changes the noise without recompiling; 0 gives inner.
-  istate.hyperparams["noise_scale"] = jnp.asarray(0.0, jnp.float32)  # as init made it
-  iu, _ = iupdate(grads, istate, params)
+  # Changing the injected value between steps changes the noise without recompiling: the
+  # first call with each new value is logged; 0 gives exactly inner, 0.3 three times 0.1's noise.
   ref, _ = jax.jit(optax.adam(1e-2).update)(grads, istate.inner_state.inner_state, params)
-  chex.assert_trees_all_equal(iu, ref)
+  noise_01 = jax.tree.map(jnp.subtract, iupdate(grads, istate, params)[0], ref)
+  zero, high = (jnp.asarray(x, jnp.float32) for x in (0.0, 0.3))  # the dtype init gave it
   with compile_log() as log:
-    iupdate(grads, istate, params)  # a new value, not a new compilation
-  assert not log
+    istate.hyperparams["noise_scale"] = zero
+    iu0, _ = iupdate(grads, istate, params)
+    istate.hyperparams["noise_scale"] = high
+    iu3, _ = iupdate(grads, istate, params)
+  assert not log, log
+  chex.assert_trees_all_equal(iu0, ref)
+  noise_03 = jax.tree.map(jnp.subtract, iu3, ref)
+  chex.assert_trees_all_close(noise_03, jax.tree.map(lambda n: 3.0 * n, noise_01), atol=1e-6)
+  assert float(jnp.max(jnp.abs(noise_01["w"]))) > 0
   # A schedule is injectable too; callables that are not schedules go in static_args.
   sched = optax.inject_hyperparams(pats_jax.pats, static_args=("mask", "ema_dtype"))(
     noise_scale=optax.linear_schedule(0.1, 0.0, 2),
