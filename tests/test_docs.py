@@ -6,7 +6,6 @@ import os
 import pathlib
 import re
 import subprocess
-import sys
 
 import pytest
 
@@ -150,19 +149,3 @@ def test_no_tracked_file_points_outside_the_repository():
       if _OUTSIDE.search(line)
     ]
   assert not offenders, "paths outside the repository:\n" + "\n".join(offenders)
-
-
-def test_test_summary_says_once_how_to_supply_missing_glue_data():
-  env = {key: value for key, value in os.environ.items() if key != "GLUE_DIR"}
-  done = subprocess.run(
-    [sys.executable, "-m", "pytest", "-q", "-p", "no:xdist", "-p", "no:cacheprovider",
-     "tests/test_glue_local.py::test_label_names_and_known_label_counts",
-     "tests/test_glue_local.py::test_ax_diagnostic"],
-    cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300,
-  )  # fmt: skip
-  assert done.returncode == 0, done.stdout + done.stderr
-  notes = [line for line in done.stdout.splitlines() if "skipped: no GLUE data" in line]
-  assert notes == [
-    "2 tests skipped: no GLUE data; set GLUE_DIR to a glue_data folder (the layout of "
-    "download_glue_data.py from https://github.com/nyu-mll/GLUE-baselines; see README.md)"
-  ]
