@@ -18,6 +18,7 @@ import jax
 import pytest
 from _train_helpers import REPO_ROOT, cache_env
 
+import pats_jax
 from pats_jax.models import tiny
 from pats_jax.models.config import ModelConfig
 from pats_jax.training import sources
@@ -114,10 +115,24 @@ def test_memory_counts_state_bytes_and_peaks(tmp_path):
     "--peak_variants", "plain AdamW", "PATS, bf16 EMA",
   )  # fmt: skip
   state = figures["state"]
-  assert state["plain AdamW"]["ema_bytes_per_param"] == 0
-  fp32, bf16 = state["PATS, fp32 EMA"], state["PATS, bf16 EMA"]
-  assert fp32["ema_bytes_per_param"] == pytest.approx(2 * bf16["ema_bytes_per_param"])
-  assert fp32["bytes_per_param"] > state["plain AdamW"]["bytes_per_param"]
+  assert state["plain AdamW"]["ema_bytes_per_param"] == state["plain AdamW"]["extra_bytes"] == 0
+  # PATS' state over plain AdamW's: exactly 4 (float32) or 2 (bfloat16) bytes per EMA and
+  # selected parameter (the weight matrices), and the same few bytes of its own (step count,
+  # PRNG key) in every variant.
+  params = common.load_random_model("tiny").params
+  matrices = jax.tree.leaves(
+    jax.tree.map(lambda x, m: x.size if m else 0, params, pats_jax.weight_matrix_mask(params))
+  )
+  own = set()
+  for name, per_selected in [
+    ("PATS, fp32 EMA", 4), ("PATS, bf16 EMA", 2),
+    ("PATS+unc., fp32 EMAs", 8), ("PATS+unc., bf16 EMAs", 4),
+  ]:  # fmt: skip
+    row = state[name]
+    assert row["selected_params"] == sum(matrices), (name, row)
+    assert row["ema_bytes_per_selected_param"] == per_selected, (name, row)
+    own.add(row["extra_bytes"] - per_selected * row["selected_params"])
+  assert len(own) == 1 and 0 < min(own) <= 16, (own, state)
   peak = figures["peak"]["PATS, bf16 EMA"]
   assert peak["peak"] > 0 and math.isfinite(peak["peak_ratio"])
 
