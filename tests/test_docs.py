@@ -1,7 +1,8 @@
-"""The reader-facing documents: relative links resolve and nothing points outside the repository."""
+"""The reader-facing documents: links resolve, named documents exist, headings are given once."""
 
 from __future__ import annotations
 
+import itertools
 import os
 import pathlib
 import re
@@ -96,6 +97,31 @@ def test_relative_links_resolve(doc: pathlib.Path):
     elif REPO_ROOT not in resolved.parents and resolved != REPO_ROOT:
       broken.append(f"{target} (outside the repository)")
   assert not broken, f"{doc.relative_to(REPO_ROOT)}: broken links {broken}"
+
+
+def _headings(text: str) -> list[tuple[int, str]]:
+  """(line index, line) of every markdown heading outside fenced code blocks."""
+  headings, fenced = [], False
+  for index, line in enumerate(text.splitlines()):
+    if line.lstrip().startswith("```"):
+      fenced = not fenced
+    elif not fenced and re.match(r"#{1,6} ", line):
+      headings.append((index, line.strip()))
+  return headings
+
+
+@pytest.mark.parametrize("doc", _documents(), ids=lambda p: p.relative_to(REPO_ROOT).as_posix())
+def test_no_heading_repeats_or_stands_empty(doc: pathlib.Path):
+  # A heading is given once per document, and a section has text before the next heading of
+  # its level or above.
+  text = doc.read_text(encoding="utf-8")
+  lines, headings = text.splitlines(), _headings(text)
+  names = [line for _, line in headings]
+  assert len(names) == len(set(names)), f"{doc.name}: repeated headings {names}"
+  level = lambda line: len(line.split(" ")[0])
+  for (i, first), (j, second) in itertools.pairwise(headings):
+    empty = not any(line.strip() for line in lines[i + 1 : j])
+    assert not (empty and level(second) <= level(first)), f"{doc.name}:{i + 1}: empty {first!r}"
 
 
 def test_named_documents_exist():
