@@ -146,6 +146,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.noisytune.scale = 0.15  # NoisyTune perturbation scale (relative to each matrix's std).
   config.sage = ml_collections.ConfigDict()
   config.sage.beta3 = 0.85  # SAGE EMA decay of the sensitivity.
+  # Leaves SAGE scales: encoder_linear (the encoder layers' linear layers, as SAGE's code) or all.
+  config.sage.scaled_leaves = "encoder_linear"
+  config.sage.scale_weight_decay = False  # True: SAGE also scales AdamW's weight decay.
   config.add_noise = ml_collections.ConfigDict()
   config.add_noise.eta = 0.01  # Gradient-noise variance eta (optax.add_noise).
   config.add_noise.gamma = 0.55  # Gradient-noise decay exponent gamma (optax.add_noise).

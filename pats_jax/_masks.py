@@ -198,3 +198,55 @@ def resolve_layer_axes(layer_axis: LayerAxis, params: Any, selected: Any) -> Any
 
   axes = broadcast_prefix("layer_axis", "ints or None", tree, params, lambda axis: axis)
   return jax.tree_util.tree_map_with_path(checked, params, axes, selected)
+
+
+_ENCODER_LAYER = re.compile(r"layer_\d+|layers")
+
+
+def _is_encoder_linear(path: tuple[Any, ...], leaf: Any) -> bool:
+  del leaf
+  names = _path_names(path)
+  for i, name in enumerate(names):
+    if name != "encoder":
+      continue
+    rest = names[i + 1 :]
+    # `encoder/layer_<i>/...` or stacked `encoder/layers/...`; Hugging Face Flax:
+    # `encoder/layer/<i>/...`.
+    in_layer = (len(rest) > 1 and _ENCODER_LAYER.fullmatch(rest[0])) or (
+      len(rest) > 2 and rest[0] == "layer" and rest[1].isdigit()
+    )
+    if in_layer:
+      return not any(_NORM_NAME.fullmatch(n) for n in names)
+  return False
+
+
+def encoder_linear_mask(params: Any) -> Any:
+  """Selects the linear layers, weights and biases, of a transformer encoder's layers.
+
+  A leaf is selected when it lies inside one of the encoder's layers and no name on its path
+  is a normalisation parameter's (as in `weight_matrix_mask`). The layers are found by name:
+  `encoder/layer_<i>` or, stacked (`scan_layers=True`), `encoder/layers` in `pats_jax.models`;
+  `encoder/layer/<i>` in Hugging Face's Flax models. Embeddings, the pooler and the head are
+  not selected. For BERT and RoBERTa this is SAGE's reference selection (Liang et al. 2022,
+  whose code selects the parameters named `attention.self`, `attention.output.dense`,
+  `intermediate.dense` and `output.dense`): the query, key, value and attention-output
+  projections and the two feed-forward projections of every layer.
+
+  Args:
+    params: a pytree of arrays (or of `jax.ShapeDtypeStruct`).
+
+  Returns:
+    A pytree of Python bools with the structure of `params`.
+
+  Example:
+    >>> import jax.numpy as jnp
+    >>> dense = lambda: {"kernel": jnp.ones((3, 3)), "bias": jnp.ones(3)}
+    >>> norm = {"scale": jnp.ones(3), "bias": jnp.ones(3)}
+    >>> params = {"encoder": {"embeddings": {"embedding": jnp.ones((10, 3))},
+    ...                       "layer_0": {"intermediate": dense(), "output_norm": norm}},
+    ...           "head": {"classifier": dense()}}
+    >>> encoder_linear_mask(params)["encoder"]
+    {'embeddings': {'embedding': False}, 'layer_0': {'intermediate': {'bias': True, \
+'kernel': True}, 'output_norm': {'bias': False, 'scale': False}}}
+  """
+  return jax.tree_util.tree_map_with_path(_is_encoder_linear, params)

@@ -94,12 +94,15 @@ def test_learning_rate_and_noise_schedules():
 
 
 def _toy_params():
+  """Embeddings and one encoder layer (named as SAGE's default mask expects)."""
   key = jax.random.key(0)
   return {
     "embeddings": {"word": jax.random.normal(key, (6, 4))},
-    "layer": {
-      "kernel": jax.random.normal(jax.random.fold_in(key, 1), (4, 3)),
-      "bias": jnp.zeros(3),
+    "encoder": {
+      "layer_0": {
+        "kernel": jax.random.normal(jax.random.fold_in(key, 1), (4, 3)),
+        "bias": jnp.zeros(3),
+      }
     },
   }
 
@@ -112,7 +115,8 @@ def test_every_method_builds_and_updates(method):
   optimizer = optimizers.make_optimizer(config, num_updates=10)
   params = optimizers.perturb_params(config, _toy_params())
   if method == "noisytune":
-    assert not np.allclose(params["layer"]["kernel"], _toy_params()["layer"]["kernel"])
+    kernel = lambda tree: tree["encoder"]["layer_0"]["kernel"]
+    assert not np.allclose(kernel(params), kernel(_toy_params()))
   state = optimizer.tx.init(params)
   grads = jax.tree.map(jnp.ones_like, params)
   for _ in range(3):
@@ -129,7 +133,10 @@ def test_noise_mask_without_embeddings():
   assert optimizers.noise_mask(config) is None
   config.pats.noise_on_embeddings = False
   mask = optimizers.noise_mask(config)(_toy_params())
-  assert mask == {"embeddings": {"word": False}, "layer": {"kernel": True, "bias": False}}
+  assert mask == {
+    "embeddings": {"word": False},
+    "encoder": {"layer_0": {"kernel": True, "bias": False}},
+  }
 
 
 def test_accumulation_and_apply_if_finite_wrap_the_optimizer():

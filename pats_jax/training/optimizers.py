@@ -12,7 +12,8 @@ over T optimizer updates, T_w = round(warmup_ratio * T). The methods (`config.me
 - `pats`: `pats_jax.pats_adamw` (`docs/algorithm.md`, "One step"); `uniform` is PATS with
   `normalize="none"` (sensitivity-blind noise) and `inverse` PATS with `direction="inverse"`.
 - `noisytune`: plain AdamW after a one-off perturbation of the parameters (`perturb_params`).
-- `sage`: `pats_jax.sage` around AdamW.
+- `sage`: `pats_jax.sage_adamw`: SAGE scales the Adam step of the leaves `sage.scaled_leaves`
+  names, and the weight decay too with `sage.scale_weight_decay=True`.
 - `add_noise`: Gaussian gradient noise (`optax.add_noise`, Neelakantan et al. 2015) before AdamW.
 
 The PATS noise scale lambda_t is `noise_scale * lr(t) / lr_peak` (`noise_schedule="lr_shape"`,
@@ -47,6 +48,11 @@ PATS_VARIANTS = {
 # Every method `make_optimizer` builds, and the shapes of the PATS noise scale over steps.
 METHODS = ("plain", *PATS_VARIANTS, "noisytune", "sage", "add_noise")
 NOISE_SCHEDULES = ("lr_shape", "constant")
+# `config.sage.scaled_leaves`: the leaves whose Adam step SAGE scales.
+SAGE_SCALED_LEAVES = {
+  "encoder_linear": pats_jax.encoder_linear_mask,  # The encoder layers' linear layers.
+  "all": pats_jax.all_leaves_mask,
+}
 
 
 def method_label(method: str, config: Mapping[str, Any]) -> str:
@@ -197,7 +203,16 @@ def make_optimizer(config: ml_collections.ConfigDict, num_updates: int) -> Optim
   elif method in ("plain", "noisytune"):
     tx = _adamw(config, learning_rate)
   elif method == "sage":
-    tx = pats_jax.sage(_adamw(config, learning_rate), beta3=config.sage.beta3)
+    tx = pats_jax.sage_adamw(
+      learning_rate,
+      weight_decay=config.weight_decay,
+      b1=config.adam_b1,
+      b2=config.adam_b2,
+      eps=config.adam_eps,
+      beta3=config.sage.beta3,
+      mask=SAGE_SCALED_LEAVES[config.sage.scaled_leaves],
+      scale_weight_decay=config.sage.scale_weight_decay,
+    )
   elif method == "add_noise":
     tx = optax.chain(
       optax.add_noise(config.add_noise.eta, config.add_noise.gamma, key=config.seed + 2),

@@ -218,6 +218,8 @@ CHECKS: dict[str, Callable[[str, Any], None]] = {
   "pats.ema_dtype": choice(("", *FLOAT_DTYPES)),
   "noisytune.scale": real(0.0),
   "sage.beta3": real(0.0, 1.0),
+  "sage.scaled_leaves": choice(tuple(optimizers.SAGE_SCALED_LEAVES)),
+  "sage.scale_weight_decay": boolean,
   "add_noise.eta": real(0.0),
   "add_noise.gamma": real(0.0),
   "best_metric": text,
