@@ -8,7 +8,7 @@ on demand so that `import pats_jax` stays light.
 """
 
 from pats_jax._adamw import adamw, pats_adamw
-from pats_jax._masks import all_leaves_mask, decay_mask, weight_matrix_mask
+from pats_jax._masks import all_leaves_mask, decay_mask, unfrozen_mask, weight_matrix_mask
 from pats_jax._noisytune import noisytune
 from pats_jax._pats import (
   PatsState,
@@ -32,5 +32,6 @@ __all__ = [
   "pats_adamw",
   "pats_statistics",
   "sage",
+  "unfrozen_mask",
   "weight_matrix_mask",
 ]
