@@ -12,6 +12,7 @@ from pats_jax._masks import (
   all_leaves_mask,
   decay_mask,
   encoder_linear_mask,
+  unfrozen_mask,
   weight_matrix_mask,
 )
 from pats_jax._noisytune import noisytune
@@ -39,5 +40,6 @@ __all__ = [
   "pats_statistics",
   "sage",
   "sage_adamw",
+  "unfrozen_mask",
   "weight_matrix_mask",
 ]
