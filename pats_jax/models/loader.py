@@ -26,6 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from pats_jax.models import checkpoint_io, convert, heads, hub
+from pats_jax.models._transformers import import_transformers
 from pats_jax.models.bert import ATTENTION_CHOICES, SequenceClassifier
 from pats_jax.models.config import ModelConfig
 
@@ -177,9 +178,8 @@ def load(
 
   tokenizer = None
   if files.has_tokenizer:
-    from transformers import AutoTokenizer
-
-    tokenizer = AutoTokenizer.from_pretrained(str(files.folder))
+    transformers = import_transformers()
+    tokenizer = transformers.AutoTokenizer.from_pretrained(str(files.folder))
   else:
     logger.warning("%s has no tokenizer files; Pretrained.tokenizer is None", files.folder)
 
