@@ -24,11 +24,12 @@ from __future__ import annotations
 from pats_jax.models.bert import Encoder, SequenceClassifier
 from pats_jax.models.config import SUPPORTED_MODEL_TYPES, ModelConfig
 from pats_jax.models.convert import is_stacked, stack_layers, unstack_layers
-from pats_jax.models.loader import Pretrained, load, save_pretrained
+from pats_jax.models.loader import CheckpointError, Pretrained, load, save_pretrained
 from pats_jax.models.sharding import axis_rules, layer_axes, logical_axes
 
 __all__ = [
   "SUPPORTED_MODEL_TYPES",
+  "CheckpointError",
   "Encoder",
   "ModelConfig",
   "Pretrained",

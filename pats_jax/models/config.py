@@ -73,6 +73,18 @@ _DEFAULTS: dict[str, dict[str, Any]] = {
 }
 
 
+# Fields that size the model's arrays: positive integers.
+_SIZES = (
+  "vocab_size",
+  "hidden_size",
+  "num_hidden_layers",
+  "num_attention_heads",
+  "intermediate_size",
+  "max_position_embeddings",
+  "type_vocab_size",
+)
+
+
 @dataclasses.dataclass(frozen=True)
 class ModelConfig:
   """Hyper-parameters of a BERT or RoBERTa sequence classifier (HF key names).
@@ -126,6 +138,10 @@ class ModelConfig:
       raise ValueError(
         f"hidden_act {self.hidden_act!r} is not supported; supported: {SUPPORTED_ACTIVATIONS}"
       )
+    for name in _SIZES:
+      size = getattr(self, name)
+      if not isinstance(size, int) or isinstance(size, bool) or size < 1:
+        raise ValueError(f"{name} must be a positive integer, got {size!r}")
     if self.hidden_size % self.num_attention_heads:
       raise ValueError(
         f"hidden_size {self.hidden_size} is not a multiple of num_attention_heads "

@@ -17,6 +17,7 @@ import jax
 import numpy as np
 
 from pats_jax.models import checkpoint_io, convert
+from pats_jax.models._transformers import import_transformers
 from pats_jax.models.bert import SequenceClassifier
 from pats_jax.models.config import ModelConfig
 
@@ -81,7 +82,8 @@ def _write_byte_level_bpe(out: pathlib.Path) -> int:
   Byte-level BPE starts from the 256 byte symbols, so the vocabulary has at least 261 entries.
   """
   import tokenizers
-  import transformers
+
+  transformers = import_transformers()
 
   bpe = tokenizers.ByteLevelBPETokenizer()
   bpe.train_from_iterator(

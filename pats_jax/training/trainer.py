@@ -68,6 +68,8 @@ def load_model(config: ml_collections.ConfigDict, workdir: pathlib.Path, num_lab
     )
   except (OSError, ImportError, ConnectionError) as error:
     raise sources.SourceError(sources.model_help(config.model, source, error)) from error
+  except models.CheckpointError as error:  # The message names the file and the problem.
+    raise sources.SourceError(f"config.model={config.model!r}: {error}") from error
 
 
 def load_task_data(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> TaskData:
@@ -117,7 +119,8 @@ def load_sources(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> tu
   """Loads the data and the model; when either is missing, says what to set for both.
 
   A model that cannot be found is reported before any data is read or written (`tiny` data is
-  written into the workdir), and the model is loaded only once the data is there.
+  written into the workdir), and the model is loaded only once the data is there and fits the
+  config (`validate.check_data`: else a `validate.ConfigError`).
   """
   errors, task, pretrained = [], None, None
   if not sources.model_findable(config.model):
@@ -128,6 +131,7 @@ def load_sources(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> tu
     except RuntimeError as error:
       errors.append(error)
   if not errors:
+    validate.check_data(config, task.spec, len(task.train))
     try:
       pretrained = load_model(config, workdir, task.spec.num_labels)
     except RuntimeError as error:
