@@ -182,8 +182,8 @@ def test_known_minilm_shape_is_that_of_its_config_json(minilm_dir):
 
 
 # A module in the form of the TPU compiler's optimised HLO: a loop whose trip count is read
-# from its condition, one with a known trip count, a fused all-gather, a plain all-reduce and
-# scalar integer ops.
+# from its condition, one with a known trip count, a fused all-gather, a plain all-reduce,
+# scalar integer ops and a kernel without a cost estimate.
 HLO = """\
 HloModule test, entry_computation_layout={(f32[8,128]{1,0}, bf16[2,64]{1,0})->f32[8,128]{1,0}}
 
@@ -233,6 +233,7 @@ backend_config={"known_trip_count":{"n":"3"}}
   %g = bf16[8,64]{1,0} fusion(%b), kind=kCustom, calls=%gathered, \
 backend_config={"estimated_cycles":"50"}
   %key = u32[] xor(%zero, %zero)
+  %flat = f32[4,256]{1,0} reshape(%res)
   ROOT %s = f32[8,128]{1,0} all-reduce(%res), replica_groups={}, to_apply=%sum
 }
 """
@@ -241,7 +242,8 @@ backend_config={"estimated_cycles":"50"}
 def test_program_counts_follow_loops_and_fused_collectives():
   tally = compiled_program.hlo_stats(HLO)
   assert tally.loops == [(12, True), (3, True)]
-  assert (tally.kernels, tally.fusions, tally.unestimated_kernels) == (16, 16, 0)
+  assert (tally.kernels, tally.fusions, tally.unestimated_kernels) == (17, 16, 1)
+  assert dict(tally.unestimated) == {"reshape": 1}
   assert tally.estimated_cycles == 15 * 100 + 50
   assert tally.scalar_ops == 15 + 1  # The loop counters' adds and the key's xor.
   assert dict(tally.collectives) == {"all-gather": 1, "all-reduce": 1}

@@ -15,7 +15,8 @@ its costliest branch. Within that walk, per device:
   results;
 - estimated cycles: the sum of `"estimated_cycles"` that the TPU compiler's cost model writes
   into each kernel's backend config. Kernels without one (gathers and scatters run as custom
-  kernels, collectives) are counted in `unestimated_kernels` and add nothing: the estimate
+  kernels) are counted in `unestimated_kernels`, by opcode in `unestimated`, and add nothing:
+  neither do collectives, so the estimate
   leaves out communication time. (`compiled.cost_analysis()["optimal_seconds"]` is not used:
   it came back negative for these programs.)
 
@@ -67,6 +68,7 @@ _CALLED = re.compile(
 _BRANCHES = re.compile(r"branch_computations=\{([^}]*)\}")
 _CYCLES = re.compile(r'"estimated_cycles":"(\d+)"')
 _TRIP_COUNT = re.compile(r'"known_trip_count":\{"n":"(\d+)"')
+_FUSION_KIND = re.compile(r"\bkind=k(\w+)")
 _INT_CONSTANT = re.compile(r"[su]\d+\[\] constant\((-?\d+)\)")
 
 
@@ -161,6 +163,7 @@ class Tally:
   kernels: int = 0
   fusions: int = 0
   unestimated_kernels: int = 0
+  unestimated: collections.Counter = dataclasses.field(default_factory=collections.Counter)
   scalar_ops: int = 0
   estimated_cycles: int = 0
   collectives: collections.Counter = dataclasses.field(default_factory=collections.Counter)
@@ -171,6 +174,8 @@ class Tally:
     """Adds `other` counted `times` times."""
     for name in ("kernels", "fusions", "unestimated_kernels", "scalar_ops", "estimated_cycles"):
       setattr(self, name, getattr(self, name) + times * getattr(other, name))
+    for opcode, count in other.unestimated.items():
+      self.unestimated[opcode] += times * count
     for kind, count in other.collectives.items():
       self.collectives[kind] += times * count
       self.collective_bytes[kind] += times * other.collective_bytes[kind]
@@ -252,6 +257,8 @@ class _Walker:
     tally.fusions += inst.opcode == "fusion"
     if inst.estimated_cycles is None:
       tally.unestimated_kernels += 1
+      kind = _FUSION_KIND.search(inst.text) if inst.opcode == "fusion" else None
+      tally.unestimated[f"{inst.opcode} ({kind.group(1)})" if kind else inst.opcode] += 1
     else:
       tally.estimated_cycles += inst.estimated_cycles
 

@@ -10,8 +10,9 @@ config.json, `tiny-*` models are written to a temporary folder). The batches hav
 batch sizes and its longest length bucket, `data.max_length` (the run compiles one program per
 bucket length; the longest needs the most memory and time).
 
-`compile_run(run)` compiles the steps, and `program_stats` reads per chip its memory, kernels,
-collectives and the TPU compiler's estimated cycles. `run(config, slice_name)` prints them
+`compile_run(run)` compiles the steps (after `prepare_host()`: JAX on the CPU, no compilation
+cache), and `compiled_program.program_stats` reads per chip their memory, kernels, collectives
+and the TPU compiler's estimated cycles. `run(config, slice_name)` prints them
 with the time the estimate implies at the chip's clock and the model FLOPs utilisation (MFU)
 of the analytic FLOPs (`pats_jax.models.flops`), or raises `DryRunError` when the run does not
 fit a chip's HBM, the slice is unknown or libtpu is missing. Every time but the compile time is
@@ -340,9 +341,12 @@ def _section(run: AbstractRun, step: CompiledStep) -> list[str]:
     f"; a loop of {trips} iterations{'' if known_trips else ' (trip count unknown: 1 assumed)'}"
     for trips, known_trips in tally.loops
   )
+  unestimated = ", ".join(f"{n} {op}" for op, n in tally.unestimated.most_common(3))
+  unestimated = f": {unestimated}" if unestimated else ""
   lines.append(
     f"  kernels      {tally.kernels:,} ({tally.fusions:,} fusions, "
-    f"{tally.unestimated_kernels:,} without an estimate), {tally.scalar_ops:,} scalar ops{loops}"
+    f"{tally.unestimated_kernels:,} without an estimate{unestimated}), {tally.scalar_ops:,} "
+    f"scalar ops{loops}"
   )
   collectives = ", ".join(
     f"{kind} x{count:,} ({_bytes(tally.collective_bytes[kind])})"

@@ -10,12 +10,13 @@ of cloud.google.com/tpu/docs, read for these figures):
 - v4: 2 TensorCores per chip, 4 MXUs each; 275 TFLOP/s bf16 peak per chip; HBM2 32 GiB,
   1200 GB/s; 4 chips per host; 3D slices named by TensorCores (v4-32: 16 chips, 2x2x4).
 - v5e: 1 TensorCore per chip, 4 MXUs; 197 TFLOP/s bf16; HBM2 16 GiB, 819 GB/s; up to 8 chips
-  per host (2x4 slices are one host; larger slices use hosts of 4 chips); 2D slices of up to
-  256 chips, named by chips (v5litepod-256, 16x16).
+  per host VM (a 2x4 slice can be one VM; larger slices are VMs of 2x2 chips, one JAX process
+  each); 2D slices of up to 256 chips, named by chips (v5litepod-256, 16x16).
 - v5p: 2 TensorCores per chip, 4 MXUs each; 459 TFLOP/s bf16; HBM2e 95 GiB, 2765 GB/s; 4 chips
   per host; 3D slices named by TensorCores (v5p-128: 64 chips, 4x4x4).
 - v6e: 1 TensorCore per chip; 918 TFLOP/s bf16; HBM 32 GiB, 1640 GB/s; like v5e, up to 8 chips
-  per host and 2D slices of up to 256 chips named by chips (v6e-8: 2x4, one host).
+  per VM (larger slices: VMs of 2x2 chips) and 2D slices of up to 256 chips named by chips
+  (v6e-8: 2x4, one VM).
 
 The MXUs are 128x128 systolic arrays (256x256 on v6e). The clock is not in those tables: it is
 derived from the peak, one multiply-add (2 FLOPs) per MXU cell per cycle,
@@ -49,7 +50,7 @@ class TpuGeneration:
     mxus_per_tensorcore: matrix units per TensorCore.
     mxu_size: the side of an MXU's systolic array.
     torus_dims: the dimensions of a slice's shape (2 for `16x16`, 3 for `4x4x4`).
-    chips_per_host: chips of each host of a multi-host slice.
+    host_bounds: the chips of each host (VM, one JAX process) of a multi-host slice, per axis.
     single_host_chips: the most chips one host holds; a slice up to this size is one host.
     name_counts: what N of a slice name `<name>-N` counts: "chips" or "cores" (TensorCores).
     max_chips: the largest slice, in chips.
@@ -65,7 +66,7 @@ class TpuGeneration:
   mxus_per_tensorcore: int
   mxu_size: int
   torus_dims: int
-  chips_per_host: int
+  host_bounds: tuple[int, int, int]
   single_host_chips: int
   name_counts: str
   max_chips: int
@@ -89,7 +90,7 @@ GENERATIONS: dict[str, TpuGeneration] = {
     mxus_per_tensorcore=4,
     mxu_size=128,
     torus_dims=3,
-    chips_per_host=4,
+    host_bounds=(2, 2, 1),
     single_host_chips=4,
     name_counts="cores",
     max_chips=4096,
@@ -105,7 +106,7 @@ GENERATIONS: dict[str, TpuGeneration] = {
     mxus_per_tensorcore=4,
     mxu_size=128,
     torus_dims=2,
-    chips_per_host=4,
+    host_bounds=(2, 2, 1),
     single_host_chips=8,
     name_counts="chips",
     max_chips=256,
@@ -121,7 +122,7 @@ GENERATIONS: dict[str, TpuGeneration] = {
     mxus_per_tensorcore=4,
     mxu_size=128,
     torus_dims=3,
-    chips_per_host=4,
+    host_bounds=(2, 2, 1),
     single_host_chips=4,
     name_counts="cores",
     max_chips=6144,
@@ -137,7 +138,7 @@ GENERATIONS: dict[str, TpuGeneration] = {
     mxus_per_tensorcore=4,
     mxu_size=256,
     torus_dims=2,
-    chips_per_host=4,
+    host_bounds=(2, 2, 1),
     single_host_chips=8,
     name_counts="chips",
     max_chips=256,

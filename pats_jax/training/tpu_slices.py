@@ -9,7 +9,8 @@ size takes Cloud TPU's default shape: 2D generations double the shorter side fro
 topologies.
 
 Hosts follow each generation (`tpu_chips`): a slice of up to `single_host_chips` is one host
-(v5e and v6e: 2x4 and smaller; v4 and v5p: 2x2x1); larger ones are hosts of 2x2x1 chips.
+(v5e and v6e: 2x4 and smaller; v4 and v5p: 2x2x1); larger ones are hosts of `host_bounds`
+chips (2x2x1 for all four).
 
 `topology_devices(slice)` loads libtpu (the `jax[tpu]` extra) and returns the slice's devices,
 which `jax.jit(...).lower(...).compile()` compiles for while the process runs on its CPU.
@@ -79,7 +80,7 @@ class Slice:
     """The chips of one host along each axis: the whole slice when it fits one host."""
     if self.chips <= self.generation.single_host_chips:
       return (*self.shape, 1, 1)[:3]
-    return (2, 2, 1)
+    return self.generation.host_bounds
 
   @property
   def hosts(self) -> int:
@@ -186,7 +187,8 @@ def parse_slice(text: str) -> Slice:
     raise _unknown(text, reason, gen, chips)
   bounds = slice_.chips_per_host_bounds
   if any(side % bound for side, bound in zip((*shape, 1, 1)[:3], bounds, strict=True)):
-    reason = f"{chips} chips cannot be split into {gen.name} hosts of 2x2 chips"
+    host = "x".join(map(str, bounds))
+    reason = f"{chips} chips cannot be split into {gen.name} hosts of {host} chips"
     raise _unknown(text, reason, gen, chips)
   return slice_
 
