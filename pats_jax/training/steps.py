@@ -7,14 +7,19 @@ Loss: softmax cross-entropy for classification, mean squared error for regressio
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import ml_collections
 import optax
+from jax.sharding import Mesh, NamedSharding
 
 import pats_jax
+from pats_jax import models
+from pats_jax.training import optimizers, sharding
 from pats_jax.training.optimizers import Optimizer
 
 
@@ -180,3 +185,72 @@ def jit_steps(
   if pats_stats is not None:
     jit_stats = jax.jit(pats_stats, in_shardings=(state_shardings,), out_shardings=replicated)
   return jit_train, jit_eval, jit_stats
+
+
+@dataclasses.dataclass(frozen=True)
+class RunSteps:
+  """A run's optimizer, jitted steps and the shardings they were built for.
+
+  Attributes:
+    optimizer: the config's optimizer (`optimizers.make_optimizer`).
+    abstract_state: the `TrainState` as `jax.ShapeDtypeStruct`s (no memory).
+    state_shardings: the `NamedSharding` of every state leaf.
+    batch_sharding: the sharding of every batch array (rows over all mesh axes).
+    train_step: `jit_steps`' train step; `eval_step` and `pats_stats` likewise (None without
+      PATS).
+  """
+
+  optimizer: Optimizer
+  abstract_state: TrainState
+  state_shardings: TrainState
+  batch_sharding: NamedSharding
+  train_step: Callable
+  eval_step: Callable
+  pats_stats: Callable | None
+
+
+def build_run_steps(
+  config: ml_collections.ConfigDict,
+  pretrained: models.Pretrained,
+  mesh: Mesh,
+  *,
+  num_updates: int,
+  regression: bool,
+) -> RunSteps:
+  """The optimizer, shardings and jitted steps of a run of `config` on `mesh`.
+
+  The trainer and the dry run (`train.py --compile_for`) build their steps here, so that what
+  a dry run compiles is what the run executes.
+
+  Args:
+    config: the run's config (`configs/glue.py` fields).
+    pretrained: the model; its `params` may be arrays or `jax.ShapeDtypeStruct`s.
+    mesh: the device mesh (`sharding.make_mesh`).
+    num_updates: optimizer updates of the whole run (the schedules' length).
+    regression: one output trained with squared error, else classes with cross-entropy.
+  """
+  optimizer = optimizers.make_optimizer(config, num_updates)
+  param_shardings = sharding.param_shardings(
+    pretrained.params, models.logical_axes(pretrained), mesh, fsdp=config.mesh.fsdp > 1
+  )
+  abstract = jax.eval_shape(lambda p: init_state(p, optimizer.tx), pretrained.params)
+  state_shardings = sharding.state_shardings(abstract, pretrained.params, param_shardings, mesh)
+  state_shardings = state_shardings._replace(params=param_shardings)
+  batch_sharding = sharding.batch_sharding(mesh)
+  train_step, eval_step, pats_stats = jit_steps(
+    make_train_step(
+      pretrained.module,
+      optimizer,
+      seed=config.seed,
+      regression=regression,
+      grad_accum_steps=config.grad_accum_steps,
+    ),
+    make_eval_step(pretrained.module, regression=regression),
+    make_pats_stats(optimizer, grad_accum_steps=config.grad_accum_steps),
+    state_shardings=state_shardings,
+    batch_sharding=batch_sharding,
+    replicated=sharding.replicated(mesh),
+  )
+  return RunSteps(
+    optimizer, abstract, state_shardings, batch_sharding, train_step, eval_step, pats_stats
+  )

@@ -299,29 +299,20 @@ def _train_and_evaluate(
   batches_per_epoch = data_lib.num_train_batches(task.train, micro_batch)
   total_steps = config.num_epochs * batches_per_epoch
   stop_step = min(total_steps, config.max_steps) if config.max_steps > 0 else total_steps
-  optimizer = optimizers.make_optimizer(config, total_steps // config.grad_accum_steps)
-
-  # Shardings, the jitted steps, and the initial or restored state.
-  param_shardings = sharding.param_shardings(
-    pretrained.params, models.logical_axes(pretrained), mesh, fsdp=config.mesh.fsdp > 1
+  # The optimizer, shardings and jitted steps; then the initial or restored state.
+  run_steps = steps.build_run_steps(
+    config,
+    pretrained,
+    mesh,
+    num_updates=total_steps // config.grad_accum_steps,
+    regression=regression,
   )
-  abstract = jax.eval_shape(lambda p: steps.init_state(p, optimizer.tx), pretrained.params)
-  state_shardings = sharding.state_shardings(abstract, pretrained.params, param_shardings, mesh)
-  state_shardings = state_shardings._replace(params=param_shardings)
-  batch_sharding = sharding.batch_sharding(mesh)
-  train_step, eval_step, pats_stats = steps.jit_steps(
-    steps.make_train_step(
-      pretrained.module,
-      optimizer,
-      seed=config.seed,
-      regression=regression,
-      grad_accum_steps=config.grad_accum_steps,
-    ),
-    steps.make_eval_step(pretrained.module, regression=regression),
-    steps.make_pats_stats(optimizer, grad_accum_steps=config.grad_accum_steps),
-    state_shardings=state_shardings,
-    batch_sharding=batch_sharding,
-    replicated=sharding.replicated(mesh),
+  optimizer, abstract = run_steps.optimizer, run_steps.abstract_state
+  state_shardings, batch_sharding = run_steps.state_shardings, run_steps.batch_sharding
+  train_step, eval_step, pats_stats = (
+    run_steps.train_step,
+    run_steps.eval_step,
+    run_steps.pats_stats,
   )
   checkpointer = checkpointing.Checkpointer(
     workdir / "checkpoints", max_to_keep=config.keep_checkpoints, owner=True

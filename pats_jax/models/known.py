@@ -1,0 +1,57 @@
+"""The config.json shape fields of the checkpoints that configs name, known without a download.
+
+A dry run (`train.py --compile_for=...`) and the benchmarks need a model's shapes, not its
+weights: for the hub repositories below the shape fields of their config.json are written
+here, and `ModelConfig.from_hf_dict` fills every other field with transformers' defaults
+(dropout 0.1, GELU, ...). Keyed by hub id (`pats_jax.training.sources.MODEL_HUB_IDS` maps
+the short names onto them).
+
+The values are those of each repository's config.json on the Hugging Face hub
+(sentence-transformers/all-MiniLM-L6-v2, google-bert/bert-base-uncased,
+google-bert/bert-large-uncased, FacebookAI/roberta-base, FacebookAI/roberta-large).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+_BERT_BASE = {
+  "model_type": "bert",
+  "vocab_size": 30522,
+  "hidden_size": 768,
+  "num_hidden_layers": 12,
+  "num_attention_heads": 12,
+  "intermediate_size": 3072,
+  "max_position_embeddings": 512,
+  "type_vocab_size": 2,
+}
+_ROBERTA_BASE = {
+  **_BERT_BASE,
+  "model_type": "roberta",
+  "vocab_size": 50265,
+  "max_position_embeddings": 514,
+  "type_vocab_size": 1,
+  "layer_norm_eps": 1e-5,
+  "pad_token_id": 1,
+}
+_LARGE = {"hidden_size": 1024, "num_hidden_layers": 24, "num_attention_heads": 16}
+
+# config.json fields (those that fix the shapes) of known hub repositories.
+KNOWN_CONFIGS: dict[str, dict[str, Any]] = {
+  "sentence-transformers/all-MiniLM-L6-v2": {
+    **_BERT_BASE,
+    "hidden_size": 384,
+    "num_hidden_layers": 6,
+    "intermediate_size": 1536,
+  },
+  "google-bert/bert-base-uncased": _BERT_BASE,
+  "google-bert/bert-large-uncased": {**_BERT_BASE, **_LARGE, "intermediate_size": 4096},
+  "FacebookAI/roberta-base": _ROBERTA_BASE,
+  "FacebookAI/roberta-large": {**_ROBERTA_BASE, **_LARGE, "intermediate_size": 4096},
+}
+
+
+def known_config(hub_id: str) -> dict[str, Any] | None:
+  """The config.json fields of `hub_id` when it is a known repository, else None."""
+  config = KNOWN_CONFIGS.get(hub_id)
+  return dict(config) if config is not None else None
