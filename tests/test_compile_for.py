@@ -18,7 +18,7 @@ import pytest
 from _train_helpers import REPO_ROOT, cache_env
 
 from pats_jax.models import known, loader, tiny
-from pats_jax.models.bert import SequenceClassifier
+from pats_jax.models.classifier import SequenceClassifier
 from pats_jax.models.config import ModelConfig
 from pats_jax.training import compiled_program, sources, tpu_slices
 
@@ -164,6 +164,8 @@ HF_PARAMETER_COUNTS = {
   "google-bert/bert-large-uncased": 335_143_938,
   "FacebookAI/roberta-base": 124_647_170,
   "FacebookAI/roberta-large": 355_361_794,
+  "google/electra-base-discriminator": 109_483_778,
+  "google/electra-large-discriminator": 335_143_938,
 }
 
 

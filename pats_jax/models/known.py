@@ -8,7 +8,8 @@ the short names onto them).
 
 The values are those of each repository's config.json on the Hugging Face hub
 (sentence-transformers/all-MiniLM-L6-v2, google-bert/bert-base-uncased,
-google-bert/bert-large-uncased, FacebookAI/roberta-base, FacebookAI/roberta-large).
+google-bert/bert-large-uncased, FacebookAI/roberta-base, FacebookAI/roberta-large,
+google/electra-base-discriminator, google/electra-large-discriminator).
 """
 
 from __future__ import annotations
@@ -48,6 +49,18 @@ KNOWN_CONFIGS: dict[str, dict[str, Any]] = {
   "google-bert/bert-large-uncased": {**_BERT_BASE, **_LARGE, "intermediate_size": 4096},
   "FacebookAI/roberta-base": _ROBERTA_BASE,
   "FacebookAI/roberta-large": {**_ROBERTA_BASE, **_LARGE, "intermediate_size": 4096},
+  "google/electra-base-discriminator": {
+    **_BERT_BASE,
+    "model_type": "electra",
+    "embedding_size": 768,
+  },
+  "google/electra-large-discriminator": {
+    **_BERT_BASE,
+    **_LARGE,
+    "model_type": "electra",
+    "embedding_size": 1024,
+    "intermediate_size": 4096,
+  },
 }
 
 

@@ -38,7 +38,7 @@ import ml_collections
 import pats_jax.data as data_lib
 from pats_jax import models
 from pats_jax.models import known, loader
-from pats_jax.models.bert import SequenceClassifier
+from pats_jax.models.classifier import SequenceClassifier
 from pats_jax.models.config import ModelConfig
 from pats_jax.models.flops import train_step_flops
 from pats_jax.training import compiled_program, sharding, sources, steps, tpu_slices, validate

@@ -25,7 +25,7 @@ import ml_collections
 
 from pats_jax import _steps, metrics
 from pats_jax.data import custom, glue, tasks
-from pats_jax.models.bert import ATTENTION_CHOICES
+from pats_jax.models.layers import ATTENTION_CHOICES
 from pats_jax.training import optimizers, sources
 
 FLOAT_DTYPES = ("float32", "bfloat16", "float16")
