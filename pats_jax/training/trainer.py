@@ -285,12 +285,12 @@ def train_and_evaluate(
     try:
       return _train_and_evaluate(config, run, preemption)
     except checkpointing.Preempted:
+      logging.warning("SIGTERM before training started: stopped; nothing was written.")
       message = (
         "Preempted before training started: nothing was written (a workdir this start created "
         "is removed; existing checkpoints are as they were). Rerun the same command to start "
         "or resume."
       )
-      logging.warning(message)
       return {"preempted": None, "message": message}
 
 
@@ -464,8 +464,8 @@ def _train_and_evaluate(
         save(done, evaluation_due=evaluate_now and stop_now)
       if stop_now:
         checkpointer.close()
-        message = f"Preempted at step {done}: checkpoint written; rerun the same command to resume."
-        logging.warning(message)
+        logging.warning("SIGTERM: checkpoint at step %d written; exiting.", done)
+        message = f"Preempted at step {done}; rerun the same command to resume."
         return {"preempted": done, "message": message}
     if pending is not None:
       report(*pending)
@@ -487,12 +487,12 @@ def _train_and_evaluate(
   except checkpointing.Preempted:
     checkpointer.close()
     best_checkpointer.close()
+    logging.warning("SIGTERM after the last step: stopped before results.json.")
     message = (
       f"Preempted after the last step, during the final evaluation or test predictions: the "
       f"final checkpoint (step {last_saved}) is written, results.json is not. Rerun the same "
       "command to evaluate it and write results.json."
     )
-    logging.warning(message)
     return {"preempted": last_saved, "message": message}
   checkpointer.close()
   best_checkpointer.close()
