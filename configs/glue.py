@@ -127,7 +127,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.adam_b2 = 0.999  # AdamW second-moment decay.
   config.adam_eps = 1e-6  # AdamW epsilon.
   config.grad_clip_norm = 1.0  # Clip gradients to this global norm; 0 disables clipping.
-  config.apply_if_finite = False  # True skips steps with a non-finite loss instead of stopping.
+  config.apply_if_finite = False  # True skips steps with a non-finite loss or gradient, not stops.
   config.max_consecutive_nonfinite = 5  # With apply_if_finite: stop after this many skips.
 
   config.method = "plain"  # plain, pats, uniform, inverse, noisytune, sage or add_noise.
