@@ -21,7 +21,7 @@ from jax.sharding import Mesh, PartitionSpec
 
 import pats_jax
 from pats_jax import models
-from pats_jax.models import registry, tiny
+from pats_jax.models import convert, registry, tiny
 
 FAMILIES = models.SUPPORTED_MODEL_TYPES
 ATOL = 1e-5
@@ -88,7 +88,13 @@ def test_stacked_layers_and_remat_give_the_same_logits_and_gradients(folder):
     np.testing.assert_allclose(other_logits, logits, rtol=0, atol=ATOL, err_msg=str(options))
     other_grads = models.unstack_layers(other_grads)
     assert jax.tree.structure(other_grads) == jax.tree.structure(grads)
-    jax.tree.map(functools.partial(np.testing.assert_allclose, atol=1e-6), other_grads, grads)
+    jax.tree.map(assert_close_to_float32_rounding, other_grads, grads)
+
+
+def assert_close_to_float32_rounding(actual, desired):
+  """Equal up to float32 rounding: 1e-6 of the leaf's largest magnitude (at least 1e-6)."""
+  scale = max(1.0, float(np.abs(desired).max()))
+  np.testing.assert_allclose(actual, desired, rtol=0, atol=1e-6 * scale)
 
 
 def test_bfloat16_compute(folder):
@@ -162,4 +168,7 @@ def test_save_pretrained_loads_in_transformers_with_the_same_logits(folder, tmp_
   np.testing.assert_allclose(ours, expected, rtol=0, atol=1e-4)
   again = models.load(out, num_labels=3)
   assert again.newly_initialized == [] and again.unused_tensors == []
-  jax.tree.map(np.testing.assert_array_equal, again.params, tuned)
+  # Every tensor a checkpoint holds comes back (a family may have leaves it does not hold:
+  # `convert.unstored`, e.g. ModernBERT's unused first attention norm).
+  stored = lambda params: convert.to_hf(params, pretrained.config)
+  jax.tree.map(np.testing.assert_array_equal, stored(again.params), stored(tuned))
