@@ -6,9 +6,9 @@ To add a family, write its module (layers, config class, tensor specs, tiny conf
 
 from __future__ import annotations
 
-from pats_jax.models import bert, registry
+from pats_jax.models import bert, modernbert, registry
 
-FAMILIES: tuple[registry.Family, ...] = (bert.BERT, bert.ROBERTA)
+FAMILIES: tuple[registry.Family, ...] = (bert.BERT, bert.ROBERTA, modernbert.MODERNBERT)
 registry.register(*FAMILIES)
 
 SUPPORTED_MODEL_TYPES = registry.model_types()
