@@ -1,8 +1,8 @@
 r"""A tiny run for tests and quick checks: a random 2-layer model on a synthetic GLUE folder.
 
-`model=tiny-bert` / `tiny-roberta` and `data.data_dir=tiny` make the trainer write both into the
-workdir (`pats_jax.models.tiny.write_tiny_checkpoint`, `pats_jax.data.synthetic`), so this
-runs anywhere in seconds without downloads:
+`model=tiny-bert` / `tiny-roberta` / `tiny-modernbert` and `data.data_dir=tiny` make the trainer
+write both into the workdir (`pats_jax.models.tiny.write_tiny_checkpoint`,
+`pats_jax.data.synthetic`), so this runs anywhere in seconds without downloads:
 
   python train.py --config configs/tiny.py:method=pats --workdir /tmp/tiny
 """
