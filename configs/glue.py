@@ -12,8 +12,9 @@ Usage:
       --workdir workdirs/rte_pats_bert_s1
 
 Arguments (comma separated `key=value`, all optional): `task` (a GLUE task, default `rte`),
-`method` (one of `METHODS`, default `pats`), `model` (a name in `pats_jax.training.sources` or a
-local Hugging Face folder, default `all-MiniLM-L6-v2`), `seed` (default 0).
+`method` (one of `METHODS`, default `pats`), `model` (a name in `pats_jax.training.sources`, e.g.
+`bert-base`, `roberta-large`, `electra-base`, `modernbert-base`, see docs/models.md; a hub id; or
+a local Hugging Face folder; default `all-MiniLM-L6-v2`), `seed` (default 0).
 """
 
 from __future__ import annotations

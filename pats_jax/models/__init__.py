@@ -1,4 +1,4 @@
-"""Flax sequence classifiers (BERT, RoBERTa) that load Hugging Face checkpoints.
+"""Flax sequence classifiers (BERT, RoBERTa, ELECTRA) that load Hugging Face checkpoints.
 
 Example::
 

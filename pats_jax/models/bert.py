@@ -125,9 +125,7 @@ class BertConfig(ModelConfig):
       fix="only 'absolute' position embeddings are implemented",
     )
     for key in ("is_decoder", "add_cross_attention"):
-      refuse_unless(
-        hf, key, (False, None), default=False, fix="use an encoder checkpoint (is_decoder=false)"
-      )
+      refuse_unless(hf, key, (False, None), default=False, fix="use an encoder checkpoint")
 
 
 class Embeddings(nn.Module):
@@ -340,8 +338,10 @@ def roberta_tensor_specs(config: BertConfig) -> list[convert.TensorSpec]:
 
 
 def tiny_config(model_type: str = "bert", **overrides) -> dict[str, Any]:
-  """A small config.json dict for "bert" or "roberta" (2 layers, width 32, 4 heads)."""
-  pad = 0 if model_type == "bert" else 1
+  """A small config.json dict of a BERT-bodied `model_type` (2 layers, width 32, 4 heads);
+  RoBERTa's has its padding id 1, one token type and its LayerNorm epsilon."""
+  roberta = model_type == "roberta"
+  pad = 1 if roberta else 0
   hf = {
     "model_type": model_type,
     "vocab_size": 128,
@@ -353,9 +353,9 @@ def tiny_config(model_type: str = "bert", **overrides) -> dict[str, Any]:
     "hidden_dropout_prob": 0.1,
     "attention_probs_dropout_prob": 0.1,
     "max_position_embeddings": 64 + pad + 1,
-    "type_vocab_size": 2 if model_type == "bert" else 1,
+    "type_vocab_size": 1 if roberta else 2,
     "initializer_range": 0.02,
-    "layer_norm_eps": 1e-12 if model_type == "bert" else 1e-5,
+    "layer_norm_eps": 1e-5 if roberta else 1e-12,
     "pad_token_id": pad,
     "bos_token_id": 0,
     "eos_token_id": 2,

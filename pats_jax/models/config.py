@@ -1,7 +1,7 @@
 """Model configuration, read from and written to Hugging Face `config.json`.
 
 `ModelConfig` holds what every family has (the sizes, the labels, the source config.json);
-each family subclasses it with its own fields (`bert.BertConfig`, ...),
+each family subclasses it with its own fields (`bert.BertConfig`, `electra.ElectraConfig`, ...),
 named as in config.json. `ModelConfig.from_hf_dict` picks the subclass by `model_type`
 (`registry.py`), fills the keys a config.json omits with the defaults of transformers' config
 class, and refuses options the family does not implement with a message naming the key.

@@ -18,9 +18,10 @@ leaf `[num_layers, ...]`), which `stack_layers` / `unstack_layers` convert to an
   stacked[encoder/layers/<p>][i] = per_layer[encoder/layer_{i}/<p>]   for i < num_layers.
 
 Each family lists its tensors (`registry.Family.tensor_specs`, built with `linear`, `norm` and
-`embedding`). Encoder tensors carry the family's prefix (`bert.`, `roberta.`) in a
-classifier checkpoint and none in a bare encoder checkpoint (e.g. all-MiniLM-L6-v2, a
-`BertModel`); both load. Old checkpoints' LayerNorm `gamma`/`beta` are read as `weight`/`bias`.
+`embedding`). Encoder tensors carry the family's prefix (`bert.`, `roberta.`, `electra.`,
+`model.`) in a classifier checkpoint and none in a bare encoder checkpoint (e.g.
+all-MiniLM-L6-v2, a `BertModel`); both load. Old checkpoints' LayerNorm `gamma`/`beta` are
+read as `weight`/`bias`.
 """
 
 from __future__ import annotations
@@ -96,17 +97,15 @@ class TensorSpec:
 def linear(
   hf: str, path: tuple[str, ...], n_in: int = 1, *, bias: bool = True, **kw
 ) -> list[TensorSpec]:
-  """A torch Linear `hf` (weight, and bias unless `bias=False`) <-> a Dense/DenseGeneral at
-  `path` (kernel, bias)."""
-  kernel = TensorSpec(f"{hf}.weight", (*path, "kernel"), "linear", n_in, **kw)
-  return [kernel, TensorSpec(f"{hf}.bias", (*path, "bias"), "bias", **kw)] if bias else [kernel]
+  """A torch Linear `hf` (weight, bias) <-> a Dense/DenseGeneral at `path` (kernel, bias)."""
+  specs = [TensorSpec(f"{hf}.weight", (*path, "kernel"), "linear", n_in, **kw)]
+  return specs + ([TensorSpec(f"{hf}.bias", (*path, "bias"), "bias", **kw)] if bias else [])
 
 
 def norm(hf: str, path: tuple[str, ...], *, bias: bool = True, **kw) -> list[TensorSpec]:
-  """A torch LayerNorm `hf` (weight, and bias unless `bias=False`) <-> a Flax LayerNorm at
-  `path` (scale, bias)."""
-  scale = TensorSpec(f"{hf}.weight", (*path, "scale"), "plain", **kw)
-  return [scale, TensorSpec(f"{hf}.bias", (*path, "bias"), "plain", **kw)] if bias else [scale]
+  """A torch LayerNorm `hf` (weight, bias) <-> a Flax LayerNorm at `path` (scale, bias)."""
+  specs = [TensorSpec(f"{hf}.weight", (*path, "scale"), "plain", **kw)]
+  return specs + ([TensorSpec(f"{hf}.bias", (*path, "bias"), "plain", **kw)] if bias else [])
 
 
 def unstored(path: tuple[str, ...], fill: float) -> TensorSpec:

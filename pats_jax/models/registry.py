@@ -1,6 +1,6 @@
 """Model families by config.json `model_type`: what the generic code asks a family for.
 
-A family is one module of `pats_jax.models` (`bert.py`, ...) holding a model's
+A family is one module of `pats_jax.models` (`bert.py`, `electra.py`, ...) holding a model's
 layers, its checkpoint conversion (tensor specs) and its logical axis names. Its `Family`
 record is registered once, in `families.py`; from then on the generic code dispatches on
 `config.model_type`:

@@ -45,6 +45,9 @@ VOCAB = "vocab"
 POSITIONS = "positions"
 TOKEN_TYPES = "token_types"
 EMBED = "embed"
+# Input side of a projection into "embed" from factorised embeddings (ELECTRA-small's
+# embeddings_project, [embedding_size, hidden_size]); replicated.
+EMBED_IN = "embed_in"
 HEADS = "heads"
 KV = "kv"
 MLP = "mlp"
@@ -77,6 +80,7 @@ def axis_rules(*, fsdp: bool, tensor: bool = False) -> tuple[tuple[str, str | tu
     (POSITIONS, None),
     (TOKEN_TYPES, None),
     (EMBED, "fsdp" if fsdp else None),
+    (EMBED_IN, None),
     (HEADS, shard_tensor),
     (KV, None),
     (MLP, shard_tensor),

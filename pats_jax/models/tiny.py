@@ -3,7 +3,7 @@
 `write_tiny_checkpoint` writes config.json, model.safetensors and tokenizer files in the Hugging
 Face folder layout for a model of any registered family (`registry.model_types()`) with a few
 thousand parameters (`tiny_config`, the family's `Family.tiny_config`). Tests, benchmarks and
-quick runs (`--config.model=tiny-bert`, `tiny-roberta`, `tiny-modernbert`, as in
+quick runs (`--config.model=tiny-bert`, `tiny-roberta`, `tiny-electra`, `tiny-modernbert`, as in
 `configs/tiny.py`) load it like any downloaded checkpoint.
 """
 
@@ -115,7 +115,7 @@ def write_tiny_checkpoint(
 
   Args:
     out_dir: folder to write (created).
-    model_type: a registered family ("bert", "roberta", ...).
+    model_type: a registered family ("bert", "roberta", "electra", ...).
     num_labels: outputs of the classification head.
     seed: seed of the random weights.
     with_head: include the classification head tensors outside the encoder (without, a
