@@ -13,8 +13,8 @@ Usage:
 
 Arguments (comma separated `key=value`, all optional): `task` (a GLUE task, default `rte`),
 `method` (one of `METHODS`, default `pats`), `model` (a name in `pats_jax.training.sources`, e.g.
-`bert-base`, `roberta-large`, `electra-base`, see docs/models.md; a hub id; or a local Hugging
-Face folder; default `all-MiniLM-L6-v2`), `seed` (default 0).
+`bert-base`, `roberta-large`, `electra-base`, `modernbert-base`, see docs/models.md; a hub id; or
+a local Hugging Face folder; default `all-MiniLM-L6-v2`), `seed` (default 0).
 """
 
 from __future__ import annotations

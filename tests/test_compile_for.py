@@ -166,6 +166,10 @@ HF_PARAMETER_COUNTS = {
   "FacebookAI/roberta-large": 355_361_794,
   "google/electra-base-discriminator": 109_483_778,
   "google/electra-large-discriminator": 335_143_938,
+  # transformers' count plus layer 0's attention-norm scale [E], which ModernBERT lacks and
+  # our layers keep unused so that every layer has one structure.
+  "answerdotai/ModernBERT-base": 149_606_402 + 768,
+  "answerdotai/ModernBERT-large": 395_833_346 + 1024,
 }
 
 

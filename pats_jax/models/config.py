@@ -16,6 +16,8 @@ A family's config class declares:
   * `HIDDEN_DROPOUT_KEYS` / `ATTENTION_DROPOUT_KEYS`: the fields `load(hidden_dropout=...,
     attention_dropout=...)` override;
   * `supported_or_raise(hf)`: refuses config.json options it does not implement;
+  * `canonical_hf(hf)`: config.json with other spellings of its fields (those of older or
+    newer transformers) rewritten onto the field names (by default unchanged);
   * `__post_init__`: checks the values (calling `super().__post_init__()`);
   * `head_dropout`: the dropout rate of its classification head.
 """
@@ -156,6 +158,16 @@ class ModelConfig:
       )
 
   @classmethod
+  def canonical_hf(cls, hf: dict[str, Any]) -> dict[str, Any]:
+    """config.json with other spellings of the family's fields rewritten onto the field names.
+
+    Checkpoints saved by different transformers versions may spell one setting differently
+    (e.g. a per-layer list in one, a period in another); a family maps them onto its fields
+    here. Called after `supported_or_raise`; returns a new dict, `hf` is left unchanged.
+    """
+    return hf
+
+  @classmethod
   def from_hf_dict(
     cls,
     hf: dict[str, Any],
@@ -192,8 +204,9 @@ class ModelConfig:
       raise ValueError(f"{source}: model_type {model_type!r} is not a {cls.__name__}")
     try:
       config_class.supported_or_raise(hf)
+      canonical = config_class.canonical_hf(hf)
       values = {
-        key: hf[key] if hf.get(key) is not None else family.defaults[key]
+        key: canonical[key] if canonical.get(key) is not None else family.defaults[key]
         for key in config_class.hf_fields()
       }
       for override, keys in (

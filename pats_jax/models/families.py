@@ -6,9 +6,14 @@ To add a family, write its module (layers, config class, tensor specs, tiny conf
 
 from __future__ import annotations
 
-from pats_jax.models import bert, electra, registry
+from pats_jax.models import bert, electra, modernbert, registry
 
-FAMILIES: tuple[registry.Family, ...] = (bert.BERT, bert.ROBERTA, electra.ELECTRA)
+FAMILIES: tuple[registry.Family, ...] = (
+  bert.BERT,
+  bert.ROBERTA,
+  electra.ELECTRA,
+  modernbert.MODERNBERT,
+)
 registry.register(*FAMILIES)
 
 SUPPORTED_MODEL_TYPES = registry.model_types()

@@ -3,8 +3,8 @@
 `write_tiny_checkpoint` writes config.json, model.safetensors and tokenizer files in the Hugging
 Face folder layout for a model of any registered family (`registry.model_types()`) with a few
 thousand parameters (`tiny_config`, the family's `Family.tiny_config`). Tests, benchmarks and
-quick runs (`--config.model=tiny-bert`, `tiny-roberta`, `tiny-electra`, as in `configs/tiny.py`)
-load it like any downloaded checkpoint.
+quick runs (`--config.model=tiny-bert`, `tiny-roberta`, `tiny-electra`, `tiny-modernbert`, as in
+`configs/tiny.py`) load it like any downloaded checkpoint.
 """
 
 from __future__ import annotations

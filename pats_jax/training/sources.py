@@ -1,9 +1,10 @@
 """Where the model and the GLUE data of a run come from, and what to do when they cannot be found.
 
-Models are named (`all-MiniLM-L6-v2`, `bert-base-uncased`, `roberta-large`, `electra-base`, ...)
-or given as a local Hugging Face folder; `tiny-bert`, `tiny-roberta` and `tiny-electra` are
-random tiny models (`pats_jax.models.tiny.write_tiny_checkpoint`) written into the workdir.
-GLUE data is a local `glue_data` folder (the layout of `download_glue_data.py` from
+Models are named (`all-MiniLM-L6-v2`, `bert-base-uncased`, `roberta-large`, `electra-base`,
+`modernbert-base`, ...) or given as a local Hugging Face folder; `tiny-bert`, `tiny-roberta`,
+`tiny-electra` and `tiny-modernbert` are random tiny models
+(`pats_jax.models.tiny.write_tiny_checkpoint`) written into the workdir. GLUE data is a local
+`glue_data` folder (the layout of `download_glue_data.py` from
 https://github.com/nyu-mll/GLUE-baselines) given by `config.data.data_dir`, else found in
 `$GLUE_DIR` or `./glue_data`, else the `nyu-mll/glue` dataset of the Hugging Face hub;
 `data_dir="tiny"` writes a synthetic folder (`pats_jax.data.synthetic`) into the workdir.
@@ -44,9 +45,16 @@ MODEL_HUB_IDS = {
   "roberta-large": "FacebookAI/roberta-large",
   "electra-base": "google/electra-base-discriminator",
   "electra-large": "google/electra-large-discriminator",
+  "modernbert-base": "answerdotai/ModernBERT-base",
+  "modernbert-large": "answerdotai/ModernBERT-large",
 }
 # Random tiny models written into the workdir: name -> model_type.
-TINY_MODELS = {"tiny-bert": "bert", "tiny-roberta": "roberta", "tiny-electra": "electra"}
+TINY_MODELS = {
+  "tiny-bert": "bert",
+  "tiny-roberta": "roberta",
+  "tiny-electra": "electra",
+  "tiny-modernbert": "modernbert",
+}
 TINY_DATA = "tiny"
 
 GLUE_HUB_DATASET = "nyu-mll/glue"
