@@ -23,7 +23,8 @@ Cases: every combination of `--models`, `--slices`, `--layers` (separate, or sta
 `nn.scan`: `model_config.scan_layers`) and `--per_chip_batch`. Variants: `plain`, `pats`, or
 `<method>:<key>=<value>,...`, a method with config overrides (e.g.
 `pats:pats.ema_dtype=bfloat16`, `plain:mesh.fsdp=4`); `--set key=value` applies to every
-variant. Compute and parameters follow `--dtype` (bfloat16 by default), length `--length`.
+variant. Compute in `--dtype` (bfloat16 by default), parameters, AdamW moments and (unless
+`pats.ema_dtype` says otherwise) PATS's EMAs in `--param_dtype` (float32), length `--length`.
 `--markdown PATH` writes the table; `--json PATH` all figures.
 """
 
@@ -86,6 +87,7 @@ def run_config(
   batch_size: int,
   length: int,
   dtype: str,
+  param_dtype: str,
   common_overrides: dict[str, Any],
 ) -> Any:
   """The trainer's config (`configs/glue.py`, RTE) of one variant of one case."""
@@ -98,7 +100,7 @@ def run_config(
   config.eval_batch_size = batch_size
   config.data.max_length = length
   config.model_config.dtype = dtype
-  config.model_config.param_dtype = dtype
+  config.model_config.param_dtype = param_dtype
   config.model_config.scan_layers = layers == "stacked"
   for key, value in {**common_overrides, **variant_overrides}.items():
     set_field(config, key, value)
@@ -209,7 +211,12 @@ def main() -> None:
   parser.add_argument("--per_chip_batch", type=int, nargs="+", default=[32])
   parser.add_argument("--variants", nargs="+", default=["plain", "pats"])
   parser.add_argument("--length", type=int, default=128)
-  parser.add_argument("--dtype", choices=["float32", "bfloat16"], default="bfloat16")
+  parser.add_argument(
+    "--dtype", choices=["float32", "bfloat16"], default="bfloat16", help="compute dtype"
+  )
+  parser.add_argument(
+    "--param_dtype", choices=["float32", "bfloat16"], default="float32", help="parameter dtype"
+  )
   parser.add_argument(
     "--num_layers", type=int, default=0, help="override the models' layer count (0: theirs)"
   )
@@ -245,6 +252,7 @@ def main() -> None:
         "per_chip_batch": per_chip,
         "length": args.length,
         "dtype": args.dtype,
+        "param_dtype": args.param_dtype,
         "variants": {},
       }
       folder = model_folder(model, args.num_layers, pathlib.Path(tmp))
@@ -256,6 +264,7 @@ def main() -> None:
           batch_size=per_chip * slice_.chips,
           length=args.length,
           dtype=args.dtype,
+          param_dtype=args.param_dtype,
           common_overrides=common_overrides,
         )
         start = time.perf_counter()
