@@ -238,7 +238,21 @@ def main() -> None:
   )
   env = {**report.figures["environment"], "libtpu": tpu_slices.libtpu_version()}
   print(f"# libtpu: {env['libtpu']}")
-  cases = []
+  report.add("libtpu", env["libtpu"])
+  report.add("estimate", "TPU compiler's estimated cycles at the chip's clock; not measured")
+  report.add("stats_every", args.stats_every)
+  cases: list[dict[str, Any]] = []
+
+  def write_partial(done: list[dict[str, Any]]) -> str:
+    """Writes the figures of the cases `done` so far (`--json`, `--markdown`); the table."""
+    report.add("cases", done)
+    table = markdown(done, args.stats_every, env)
+    if args.markdown:
+      pathlib.Path(args.markdown).write_text(table)
+    if args.json:
+      pathlib.Path(args.json).write_text(json.dumps(report.figures, indent=1, default=str) + "\n")
+    return table
+
   with tempfile.TemporaryDirectory() as tmp:
     grid = itertools.product(args.models, slices, args.layers, args.per_chip_batch)
     for model, slice_, layers, per_chip in grid:
@@ -274,16 +288,11 @@ def main() -> None:
           f"{time.perf_counter() - start:.0f} s",
           flush=True,
         )
-      add_ratios(case["variants"], args.stats_every)
+        add_ratios(case["variants"], args.stats_every)
+        write_partial([*cases, case])  # What is done survives a run stopped early.
       cases.append(case)
-  report.add("libtpu", env["libtpu"])
-  report.add("estimate", "TPU compiler's estimated cycles at the chip's clock; not measured")
-  report.add("stats_every", args.stats_every)
-  report.add("cases", cases)
-  table = markdown(cases, args.stats_every, env)
+  table = write_partial(cases)
   print(table)
-  if args.markdown:
-    pathlib.Path(args.markdown).write_text(table)
   report.finish(args.json)
 
 
