@@ -32,5 +32,6 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.eval_every_steps = 4
   config.checkpoint_every_steps = 4
   config.log_every_steps = 1
+  config.pats_stats_every_steps = 1
   config.progress_bar = False
   return config

@@ -57,6 +57,10 @@ PATS_VARIANTS = {
 # Every method `make_optimizer` builds, and the shapes of the PATS noise scale over steps.
 METHODS = ("plain", *PATS_VARIANTS, "noisytune", "sage", "add_noise")
 NOISE_SCHEDULES = ("lr_shape", "constant")
+# `jax.random` key implementations for the PATS noise (`config.pats.key_impl`): threefry2x32
+# (the default) draws the same noise on any device count; rbg and unsafe_rbg use the
+# accelerator's bit generator (docs/algorithm.md, "Random numbers").
+KEY_IMPLS = ("threefry2x32", "rbg", "unsafe_rbg")
 # `config.sage.scaled_leaves`: the leaves whose Adam step SAGE scales.
 SAGE_SCALED_LEAVES = {
   "encoder_linear": pats_jax.encoder_linear_mask,  # The encoder layers' linear layers.
@@ -196,7 +200,7 @@ def make_optimizer(config: ml_collections.ConfigDict, num_updates: int) -> Optim
       learning_rate,
       weight_decay=config.weight_decay,
       noise_scale=noise_scale,
-      key=jax.random.key(config.seed + 1),
+      key=jax.random.key(config.seed + 1, impl=config.pats.key_impl),
       b1=config.adam_b1,
       b2=config.adam_b2,
       eps=config.adam_eps,

@@ -424,7 +424,7 @@ def _train_and_evaluate(
     _check_finite(values, config, step, checkpointer.directory, last_saved)
     progress.update(step, float(values["loss"]))
 
-  log_every = config.log_every_steps
+  log_every, stats_every = config.log_every_steps, config.pats_stats_every_steps
   checkpoint_every = config.checkpoint_every_steps
   inputs = prefetch.Prefetcher(
     train_inputs(
@@ -441,7 +441,8 @@ def _train_and_evaluate(
       state, metrics = train_step(state, batch)
       done = step + 1
       logged = done % log_every == 0 or done == stop_step
-      stats = pats_stats(state) if logged and pats_stats is not None else {}
+      with_stats = logged and (done % stats_every == 0 or done == stop_step)
+      stats = pats_stats(state) if with_stats and pats_stats is not None else {}
       if pending is not None:  # Step t-1's metrics, read while step t runs.
         report(*pending)
       pending = (done, metrics, stats) if logged else None

@@ -67,6 +67,7 @@ HISTORY_NAME = "config_history.jsonl"
 FREE_FIELDS: tuple[str, ...] = (
   "max_steps",  # Where this invocation stops; the schedule spans num_epochs regardless.
   "log_every_steps",
+  "pats_stats_every_steps",
   "eval_every_steps",
   "checkpoint_every_steps",
   "keep_checkpoints",
