@@ -234,7 +234,7 @@ def test_gpu_attention_says_it_needs_a_gpu():
 )
 def test_tpu_compile_estimates_plain_and_pats_side_by_side(tmp_path):
   # Tiny shapes compiled for a v5e 2x2 by libtpu: every figure present and labelled an estimate.
-  table = tmp_path / "table.md"
+  table = (tmp_path / "estimates").with_suffix(".md")  # the markdown table the bench writes
   out, figures = run_bench(
     "tpu_compile", tmp_path, "--models", "tiny-bert", "--per_chip_batch", "2", "--length",
     "16", "--stats_every", "1", "10", "--markdown", str(table),
