@@ -1,4 +1,5 @@
-"""Flax sequence classifiers (BERT, RoBERTa, ELECTRA) that load Hugging Face checkpoints.
+"""Flax sequence classifiers (BERT, RoBERTa, ELECTRA, ModernBERT) that load Hugging Face
+checkpoints.
 
 Example::
 

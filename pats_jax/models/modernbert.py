@@ -117,6 +117,9 @@ class ModernBertConfig(ModelConfig):
     global_rope_theta, local_rope_theta: RoPE base θ of the global and local layers.
     initializer_cutoff_factor: truncation (in std) of the new head's initialiser.
     pad_token_id: id of the padding token.
+
+  `load(hidden_dropout=...)` sets the embedding, MLP and classifier dropouts;
+  `load(attention_dropout=...)` sets `attention_dropout`.
   """
 
   HIDDEN_DROPOUT_KEYS: ClassVar[tuple[str, ...]] = (
