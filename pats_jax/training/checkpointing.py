@@ -342,8 +342,9 @@ def _preemption_service_running() -> bool:
 class Preempted(BaseException):
   """A SIGTERM stopped the run at a point where stopping at once loses nothing.
 
-  Raised by `PreemptionFlag` inside `interrupting()` (and during start-up): a `BaseException`,
-  like `KeyboardInterrupt`, so that no `except Exception` on the way swallows it.
+  Raised by `PreemptionFlag` while `interrupt_at_once(True)` holds or inside `interrupting()`:
+  a `BaseException`, like `KeyboardInterrupt`, so that no `except Exception` on the way
+  swallows it.
   """
 
 
@@ -361,13 +362,15 @@ class PreemptionFlag:
     only sets a flag, and `reached(step)` is true from the next step on: the loop then saves
     and exits. Entering `interrupting()` with the flag set raises `Preempted` at once.
 
-  It raises at most once; a later SIGTERM only sets the flag. Several processes (a pod slice):
-  the notice may reach the hosts at different steps while saving a checkpoint is collective, so
-  they must agree on one step. JAX's preemption service (started by `jax.distributed.initialize`;
-  it catches SIGTERM itself, so no Python handler is installed and nothing is raised) propagates
-  the notice and picks the step after the furthest host's; `reached(step)` asks it through
-  `multihost_utils.reached_preemption_sync_point`, which every process calls at every step with
-  the same step ids. A notice during start-up is acted on at the first step.
+  The handler raises at most once; a later SIGTERM only sets the flag.
+
+  Several processes (a pod slice): the notice may reach the hosts at different steps while
+  saving a checkpoint is collective, so they must agree on one step. JAX's preemption service
+  (started by `jax.distributed.initialize`; it catches SIGTERM itself, so no Python handler is
+  installed and nothing is raised) propagates the notice and picks the step after the furthest
+  host's; `reached(step)` asks it through `multihost_utils.reached_preemption_sync_point`, which
+  every process calls at every step with the same step ids. A notice during start-up is acted
+  on at the first step.
   """
 
   def __init__(self):
@@ -409,7 +412,7 @@ class PreemptionFlag:
       self._interrupt = False
       logging.warning("SIGTERM received: stopping now.")
       raise Preempted("SIGTERM")
-    logging.warning("SIGTERM received: saving a checkpoint after this step, then exiting.")
+    logging.warning("SIGTERM received: stopping after the step under way, with a checkpoint.")
 
   def interrupt_at_once(self, enabled: bool) -> None:
     """Whether a SIGTERM from now on raises `Preempted` at once, or only sets the flag.
