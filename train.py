@@ -111,6 +111,14 @@ _ALLOW_CONFIG_CHANGE = flags.DEFINE_list(
   "Config fields (comma separated, e.g. num_epochs,learning_rate) that may differ from the "
   "config an existing workdir's run was started with; without it such a rerun stops.",
 )
+_COMPILE_FOR = flags.DEFINE_string(
+  "compile_for",
+  None,
+  "A TPU slice (v5e-256, v5p-128, v4-32, v6e-8) or topology (v5e:2x2, v4:2x2x2): compile the "
+  "run's steps for it on this machine, print per chip the memory, kernels, collectives and the "
+  "TPU compiler's time estimates, and exit (status 2 if the run does not fit). Needs libtpu: "
+  'pip install -e ".[tpu]". Trains nothing and writes no workdir.',
+)
 _PRINT_CONFIG = flags.DEFINE_boolean(
   "print_config",
   False,
@@ -143,6 +151,14 @@ def main(argv: list[str]) -> None:
   if _PRINT_CONFIG.value:
     print_config(config, config_file)
     return
+  if _COMPILE_FOR.value:  # A dry run for a TPU slice: compiles and reports, trains nothing.
+    from pats_jax.training import dry_run
+
+    try:
+      dry_run.run(config, _COMPILE_FOR.value)
+    except dry_run.DryRunError as error:
+      _fail(str(error))
+    return
   from pats_jax.training import sources, train_and_evaluate, validate
 
   logging.set_verbosity(logging.INFO)
@@ -160,8 +176,8 @@ def main(argv: list[str]) -> None:
     )
   except (validate.ConfigError, sources.SourceError) as error:
     _fail(str(error))
-  if "preempted" in results:
-    print(f"Preempted at step {results['preempted']}; rerun the same command to resume.")
+  if "preempted" in results:  # A SIGTERM: the message says what was saved.
+    print(results["message"])
     return
   print(
     json.dumps(

@@ -1,12 +1,13 @@
 r"""A tiny run for tests and quick checks: a random 2-layer model on a synthetic GLUE folder.
 
-`model=tiny-bert` (the default), `tiny-roberta`, `tiny-electra` or `tiny-deberta` and
-`data.data_dir=tiny` make the trainer write both into the workdir
-(`pats_jax.models.tiny.write_tiny_checkpoint`, `pats_jax.data.synthetic`), so this runs anywhere
-in seconds without downloads:
+`model=tiny-bert` (the default), `tiny-roberta`, `tiny-electra`, `tiny-modernbert` or
+`tiny-deberta` and `data.data_dir=tiny` make the trainer write both into the workdir
+(`pats_jax.models.tiny.write_tiny_checkpoint`, `pats_jax.data.synthetic`), so this runs
+anywhere in seconds without downloads:
 
   python train.py --config configs/tiny.py:method=pats --workdir /tmp/tiny
   python train.py --config configs/tiny.py:model=tiny-electra --workdir /tmp/tiny_electra
+  python train.py --config configs/tiny.py:model=tiny-modernbert --workdir /tmp/tiny_modernbert
 """
 
 from __future__ import annotations
@@ -31,5 +32,6 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.eval_every_steps = 4
   config.checkpoint_every_steps = 4
   config.log_every_steps = 1
+  config.pats_stats_every_steps = 1
   config.progress_bar = False
   return config

@@ -10,7 +10,8 @@ matrix-shaped biases (e.g. `DenseGeneral`) or normalisation weights.
 A user mask follows `optax.masked`: a pytree of bools with the structure of params (or a
 prefix of it, a bool then covering a whole subtree), or a callable that returns one
 given the params. `layer_axis` (which axis of a leaf stacks layers) is given the same way,
-with ints and None in place of bools.
+with ints and None in place of bools. `unfrozen_mask` builds a noise mask that spares the
+leaves an inner optimizer freezes.
 """
 
 from __future__ import annotations
@@ -140,6 +141,63 @@ def resolve_mask(
   return broadcast_prefix("mask", "bools", tree, params, as_bool)
 
 
+def unfrozen_mask(
+  frozen: MaskOrFn, *, frozen_labels: Any = None, base: MaskOrFn = None
+) -> Callable[[Any], Any]:
+  """A `pats` noise mask that leaves out the leaves `inner` freezes.
+
+  PATS adds its noise to `inner`'s updates, so a leaf that `inner` keeps fixed (a zero
+  update: `optax.set_to_zero()` for a label of `optax.multi_transform`, or
+  `optax.masked(optax.set_to_zero(), frozen)` in a chain) still moves by the noise unless
+  the mask excludes it. This mask selects the leaves of `base` that are not frozen, from
+  the same labels or mask the freezing is given.
+
+  Args:
+    frozen: which leaves are frozen. Without `frozen_labels`: a mask as `optax.masked`
+      takes it, True on the frozen leaves (a pytree of bools with the structure of params
+      or a prefix of it, or a callable returning one given the params). With
+      `frozen_labels`: the `param_labels` of `optax.multi_transform` (a pytree of labels
+      with the structure of params or a prefix of it, or a callable returning one).
+    frozen_labels: the label, or a collection of labels, whose leaves are frozen (those
+      `multi_transform` gives to `optax.set_to_zero()`).
+    base: the leaves that may get noise, as `pats`'s `mask` takes them; None (default):
+      the weight matrices (`weight_matrix_mask`).
+
+  Returns:
+    A callable `params -> pytree of bools` for `pats(mask=...)`: `base` and not frozen.
+    Under `optax.inject_hyperparams`, name `mask` in `static_args`.
+
+  Example:
+    >>> import jax.numpy as jnp, optax
+    >>> import pats_jax
+    >>> params = {"encoder": jnp.ones((3, 3)), "head": jnp.ones((3, 2))}
+    >>> labels = {"encoder": "frozen", "head": "train"}
+    >>> inner = optax.multi_transform(
+    ...     {"train": optax.sgd(0.1), "frozen": optax.set_to_zero()}, labels)
+    >>> mask = unfrozen_mask(labels, frozen_labels="frozen")
+    >>> mask(params)
+    {'encoder': False, 'head': True}
+    >>> opt = pats_jax.pats(inner, noise_scale=0.1, key=0, mask=mask)
+    >>> updates, _ = opt.update(params, opt.init(params), params)
+    >>> bool(jnp.all(updates["encoder"] == 0))
+    True
+  """
+  if frozen_labels is None:
+    is_frozen = as_bool
+  else:
+    labels = {frozen_labels} if isinstance(frozen_labels, str) else set(frozen_labels)
+    is_frozen = lambda label: label in labels
+
+  def mask(params: Any) -> Any:
+    tree = frozen(params) if callable(frozen) else frozen
+    what = "bools" if frozen_labels is None else "labels"
+    frozen_tree = broadcast_prefix("frozen", what, tree, params, is_frozen)
+    allowed = resolve_mask(base, params)
+    return jax.tree.map(lambda a, f: a and not f, allowed, frozen_tree)
+
+  return mask
+
+
 def select(
   mask: MaskOrFn,
   params: Any,
@@ -198,3 +256,55 @@ def resolve_layer_axes(layer_axis: LayerAxis, params: Any, selected: Any) -> Any
 
   axes = broadcast_prefix("layer_axis", "ints or None", tree, params, lambda axis: axis)
   return jax.tree_util.tree_map_with_path(checked, params, axes, selected)
+
+
+_ENCODER_LAYER = re.compile(r"layer_\d+|layers")
+
+
+def _is_encoder_linear(path: tuple[Any, ...], leaf: Any) -> bool:
+  del leaf
+  names = _path_names(path)
+  for i, name in enumerate(names):
+    if name != "encoder":
+      continue
+    rest = names[i + 1 :]
+    # `encoder/layer_<i>/...` or stacked `encoder/layers/...`; Hugging Face Flax:
+    # `encoder/layer/<i>/...`.
+    in_layer = (len(rest) > 1 and _ENCODER_LAYER.fullmatch(rest[0])) or (
+      len(rest) > 2 and rest[0] == "layer" and rest[1].isdigit()
+    )
+    if in_layer:
+      return not any(_NORM_NAME.fullmatch(n) for n in names)
+  return False
+
+
+def encoder_linear_mask(params: Any) -> Any:
+  """Selects the linear layers, weights and biases, of a transformer encoder's layers.
+
+  A leaf is selected when it lies inside one of the encoder's layers and no name on its path
+  is a normalisation parameter's (as in `weight_matrix_mask`). The layers are found by name:
+  `encoder/layer_<i>` or, stacked (`scan_layers=True`), `encoder/layers` in `pats_jax.models`;
+  `encoder/layer/<i>` in Hugging Face's Flax models. Embeddings, the pooler and the head are
+  not selected. For BERT and RoBERTa this is SAGE's reference selection (Liang et al. 2022,
+  whose code selects the parameters named `attention.self`, `attention.output.dense`,
+  `intermediate.dense` and `output.dense`): the query, key, value and attention-output
+  projections and the two feed-forward projections of every layer.
+
+  Args:
+    params: a pytree of arrays (or of `jax.ShapeDtypeStruct`).
+
+  Returns:
+    A pytree of Python bools with the structure of `params`.
+
+  Example:
+    >>> import jax.numpy as jnp
+    >>> dense = lambda: {"kernel": jnp.ones((3, 3)), "bias": jnp.ones(3)}
+    >>> norm = {"scale": jnp.ones(3), "bias": jnp.ones(3)}
+    >>> params = {"encoder": {"embeddings": {"embedding": jnp.ones((10, 3))},
+    ...                       "layer_0": {"intermediate": dense(), "output_norm": norm}},
+    ...           "head": {"classifier": dense()}}
+    >>> encoder_linear_mask(params)["encoder"]
+    {'embeddings': {'embedding': False}, 'layer_0': {'intermediate': {'bias': True, \
+'kernel': True}, 'output_norm': {'bias': False, 'scale': False}}}
+  """
+  return jax.tree_util.tree_map_with_path(_is_encoder_linear, params)

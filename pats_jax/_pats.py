@@ -58,9 +58,11 @@ def pats(
   3. Importance: `I = ŝ`; with `beta2`, also the uncertainty
      `û ← β2·û + (1−β2)·|s − ŝ|` (with the new ŝ) and `I = ŝ ⊙ û`.
   4. Normalisation within the matrix to `r ∈ [0, 1]`: `"minmax"` gives
-     `r = (I − min I)/(max I − min I)` (`r = 0` where `max I = min I`: no information),
-     `"rank"` the element's rank over (size − 1) (ties share the lowest rank), `"none"`
-     `r = 0` (sensitivity-blind noise).
+     `r = (I − min I)/(max I − min I)` (`r = 0` where `max I = min I`: no information;
+     also where the span is subnormal), `"rank"` the element's rank over (size − 1)
+     (ties share the lowest rank; the integer rank is divided, so `r` is exact up to
+     its one rounding, also above 2^24 elements), `"none"` `r = 0` (sensitivity-blind
+     noise). `r` is exactly 0 at `min I` and 1 at `max I`.
   5. Amplitude: `a = λ_t · std(θ_W) · (1 − r)`, or `λ_t · std(θ_W) · r` with
      `direction="inverse"`; `std(θ_W)` is the population standard deviation of the
      matrix and `λ_t = noise_scale`, or `noise_scale(count)` for a schedule (count: the
@@ -68,7 +70,18 @@ def pats(
   6. Noise: `n = a ⊙ ε`, ε i.i.d. U(−1/2, 1/2) (`"uniform"`) or N(0, 1) (`"gaussian"`),
      one key per selected leaf, split from half of the state's key.
   7. Output: `inner_updates + n` on selected leaves, `inner_updates` elsewhere, so that
-     `optax.apply_updates` gives `θ + inner_updates + n`.
+     `optax.apply_updates` gives `θ + inner_updates + n` when `pats` is the last
+     transformation of a chain.
+
+  Where `pats` sits: what comes after it in a chain (`optax.scale`, clipping, a second
+  optimizer) transforms the noise with the updates, so put such steps inside `inner` (or
+  before `pats`, where they change the gradient PATS sees as well). Wrappers that pass
+  the update through (`optax.inject_hyperparams`, `optax.MultiSteps`,
+  `optax.apply_if_finite`) keep it. Frozen leaves: noise goes to every leaf `mask`
+  selects, also to a leaf `inner` keeps fixed (`optax.set_to_zero()` under
+  `optax.multi_transform` or `optax.masked`); exclude them with
+  `mask=unfrozen_mask(labels, frozen_labels=...)` (or `unfrozen_mask(frozen_mask)`),
+  built from the labels or mask that freeze them.
 
   A leaf that stacks L layers along `layer_axis` (`[L, m, n]` from scanned layers) is L
   matrices: `min I`, `max I`, the rank and `std(θ_W)` are taken per layer, and the
@@ -88,8 +101,9 @@ def pats(
     direction: "normal" (default) or "inverse" (step 5).
     distribution: "uniform" (default) or "gaussian" (step 6).
     mask: which leaves get noise: None (default: weight matrices, `weight_matrix_mask`),
-      a pytree of bools like params (or a prefix of it), or a callable returning one.
-      Unselected leaves carry no PATS state.
+      a pytree of bools like params (or a prefix of it), or a callable returning one
+      (e.g. `unfrozen_mask(...)`, which spares the leaves `inner` freezes). Unselected
+      leaves carry no PATS state.
     layer_axis: which axis of a leaf stacks layers: None (default: every leaf is one
       matrix), an int for every leaf, a pytree of ints/None like params (or a prefix of
       it), or a callable returning one given the params.

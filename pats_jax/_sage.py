@@ -41,18 +41,26 @@ def sage(
   - `I = |θ ⊙ g|` (the same code as PATS' step 1),
   - `Ī ← β3·Ī + (1−β3)·I`, `Ī_bc = Ī / (1 − β3^t)`,
   - `U = |I − Ī_bc|`,
-  - `updates = inner_updates ⊙ U / (Ī_bc + eps)` (the whole inner step, weight decay
-    included); unselected leaves get `inner_updates`.
+  - `updates = inner_updates ⊙ U / (Ī_bc + eps)`; unselected leaves get `inner_updates`.
 
-  At t = 1, `Ī_bc = I` so `U = 0`: the first step is zero on selected leaves, as the
-  formula says. Use a learning rate 2-5× the usual (the paper's advice).
+  `inner` sees the raw gradient, and its whole step is scaled: anything `inner` adds,
+  weight decay included, is scaled with it. The paper's AdamW-SAGE scales the Adam step only
+  and applies the decoupled decay `−lr·wd·θ` unscaled: wrap `optax.scale_by_adam` alone and
+  chain the decay and the learning rate after it, as `sage_adamw` does. Wrapping all of
+  `optax.adamw` (`sage_adamw(..., scale_weight_decay=True)`) scales the decay too.
+
+  At t = 1, `Ī_bc = I` so `U = 0` (up to rounding): the first step is zero on selected
+  leaves, as the formula says. Use a learning rate 2-5× the usual (the paper's advice).
 
   Args:
-    inner: the optimizer to scale (the paper: AdamW).
+    inner: the optimizer whose step is scaled (the paper: Adam, see above).
     beta3: EMA decay of the sensitivity, in [0, 1).
-    eps: added to `Ī_bc` in the denominator, >= 0.
-    mask: which leaves are scaled: None (all leaves, as in the paper), a pytree of bools
-      like params (or a prefix of it), or a callable returning one.
+    eps: added to `Ī_bc` in the denominator, >= 0 (the reference code's `1e-12`, the square
+      of its Adam epsilon).
+    mask: which leaves are scaled: None (`encoder_linear_mask`: the linear layers of the
+      encoder's layers, weights and biases, as the paper's code selects them),
+      `all_leaves_mask` (every leaf), a pytree of bools like params (or a prefix of it), or
+      a callable returning one; a mask that selects no leaf is a ValueError at `init`.
     ema_dtype: storage dtype of `Ī`; None: each parameter's dtype.
 
   Returns:
@@ -62,7 +70,7 @@ def sage(
   Example:
     >>> import jax.numpy as jnp, optax
     >>> import pats_jax
-    >>> opt = pats_jax.sage(optax.sgd(1.0))
+    >>> opt = pats_jax.sage(optax.sgd(1.0), mask=pats_jax.all_leaves_mask)
     >>> params = jnp.array([1.0, 2.0])
     >>> state = opt.init(params)
     >>> _, state = opt.update(jnp.array([1.0, 1.0]), state, params)
@@ -83,12 +91,21 @@ def sage(
 
   def init_fn(params: optax.Params) -> SageState:
     _checks.array_leaves("params", params)
+    sensitivity = _masks.select(
+      mask,
+      params,
+      lambda p: optax.tree.zeros_like(p, ema_dtype),
+      default=_masks.encoder_linear_mask,
+    )
+    if not jax.tree.leaves(sensitivity):  # A MaskedNode has no leaves.
+      raise ValueError(
+        "sage's mask selects no leaf of these params, so SAGE would change nothing (the "
+        "default, pats_jax.encoder_linear_mask, selects the linear layers inside "
+        "params['encoder'] layer_<i>, layers or layer/<i>); pass "
+        "mask=pats_jax.all_leaves_mask to scale every leaf, or a mask of your own."
+      )
     return SageState(
-      count=jnp.zeros([], jnp.int32),
-      sensitivity=_masks.select(
-        mask, params, lambda p: optax.tree.zeros_like(p, ema_dtype), default=_masks.all_leaves_mask
-      ),
-      inner_state=inner.init(params),
+      count=jnp.zeros([], jnp.int32), sensitivity=sensitivity, inner_state=inner.init(params)
     )
 
   def update_fn(

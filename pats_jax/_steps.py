@@ -15,11 +15,14 @@ value per layer, kept as a broadcastable axis.
 
 from __future__ import annotations
 
+import fractions
+import math
 from collections.abc import Callable
 from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 from pats_jax import _threefry
@@ -105,13 +108,62 @@ def _reshape(x: jax.Array, shape: tuple[int, ...], like: jax.Array | None = None
   return jnp.reshape(x, shape, out_sharding=jax.P()) if sharded(x) else jnp.reshape(x, shape)
 
 
+def _two_sum(a: jax.Array, b: jax.Array) -> tuple[jax.Array, jax.Array]:
+  """`(s, e)` with `s = fl(a + b)` and `s + e = a + b` exactly (Knuth's TwoSum)."""
+  s = a + b
+  b_virtual = s - a
+  return s, (a - (s - b_virtual)) + (b - b_virtual)
+
+
+def _reciprocal_parts(m: int, dtype: Any) -> tuple[float, float, float]:
+  """`1/m` as `(c_hi, c_lo, c_rest)`: `c_hi + c_lo` is `1/m` rounded to `dtype`, split so
+  that `c_hi` holds at most half of its significand bits and `c_lo` the rest; `c_rest` is
+  what remains of `1/m`, rounded. Exact rational arithmetic, at trace time."""
+  exact = fractions.Fraction(1, m)
+  c = float(np.asarray(float(exact), dtype))  # 1/m rounded to dtype
+  half = (jnp.finfo(dtype).nmant + 1) // 2
+  frac, exp = math.frexp(c)
+  c_hi = math.ldexp(math.floor(math.ldexp(frac, half)), exp - half)
+  return c_hi, c - c_hi, float(np.asarray(float(exact - fractions.Fraction(c)), dtype))
+
+
+def integer_ratio(k: jax.Array, m: int, dtype: Any) -> jax.Array:
+  """`k / m` for integers `0 <= k <= m` (m static), rounded once to the float `dtype`.
+
+  Casting `k` to float32 first rounds it above 2^24 (ranks 2^24 and 2^24 + 1 become one
+  number), and XLA turns the division by a constant into a product with its rounded
+  reciprocal: two or three roundings, so the result can be off by an ulp. Here `k` is
+  split into integer parts of at most half a significand each (exact as floats), `1/m`
+  into `c_hi + c_lo + c_rest` (`_reciprocal_parts`), and `Σ_i k_i·(c_hi + c_lo)` (every
+  product exact) plus `k·c_rest` is summed with TwoSum (Ogita, Rump and Oishi's Sum2):
+  `k/m` to about twice `dtype`'s precision, rounded once. So the result is the correctly
+  rounded `k/m` (except within about 2^-44 of halfway between two floats, where it may
+  round the other way), it never decreases as `k` grows, and it is exactly 0 at `k = 0`
+  and exactly 1 at `k = m`.
+  """
+  half = (jnp.finfo(dtype).nmant + 1) // 2
+  c_hi, c_lo, c_rest = _reciprocal_parts(m, dtype)
+  digits = (2**half) - 1
+  parts = [
+    ((k >> shift) & digits).astype(dtype) * 2.0**shift for shift in range(0, m.bit_length(), half)
+  ]
+  terms = [part * c for part in reversed(parts) for c in (c_hi, c_lo)]
+  total, error = terms[0], jnp.zeros_like(terms[0])
+  for term in terms[1:]:
+    total, e = _two_sum(total, term)
+    error = error + e
+  return total + (error + k.astype(dtype) * c_rest)
+
+
 def _rank01(imp: jax.Array, layer_axis: int | None) -> jax.Array:
   """Rank of each element in its matrix over (size − 1); ties share the lowest rank.
 
   `rank(x_i) = #{j : x_j < x_i}`: one sort of integer keys (`_order_key`) and one binary
   search per element (`searchsorted`, side "left", which gives ties the lowest rank, so a
   constant matrix gets `r = 0` as `minmax` gives it). Faster on XLA:CPU than an argsort
-  and a scatter. Each matrix (each layer of a stacked leaf) is one row of the sort.
+  and a scatter. Each matrix (each layer of a stacked leaf) is one row of the sort. The
+  integer rank is divided by `integer_ratio`, so `r` is `rank/(size − 1)` rounded once,
+  also for matrices of more than 2^24 elements (a BERT-base embedding has 23.4M).
   """
   moved = imp if layer_axis is None else jnp.moveaxis(imp, layer_axis, 0)
   rows = 1 if layer_axis is None else moved.shape[0]
@@ -120,7 +172,7 @@ def _rank01(imp: jax.Array, layer_axis: int | None) -> jax.Array:
     return jnp.zeros_like(imp)
   keys = _order_key(_reshape(moved, (rows, n)))
   search = lambda row, key: jnp.searchsorted(row, key, side="left", method="scan")
-  ranks = jax.vmap(search)(jnp.sort(keys, axis=-1), keys).astype(imp.dtype) / (n - 1)
+  ranks = integer_ratio(jax.vmap(search)(jnp.sort(keys, axis=-1), keys), n - 1, imp.dtype)
   ranks = _reshape(ranks, moved.shape, like=moved)
   return ranks if layer_axis is None else jnp.moveaxis(ranks, 0, layer_axis)
 
@@ -128,8 +180,12 @@ def _rank01(imp: jax.Array, layer_axis: int | None) -> jax.Array:
 def normalize(imp: jax.Array, method: str, layer_axis: int | None = None) -> jax.Array:
   """Step 4: importance to `r ∈ [0, 1]` within each matrix.
 
-  "minmax": `(I − min I)/(max I − min I)`, and 0 where `max I = min I`. "rank": the
-  element's rank over (size − 1). "none": 0 (a scalar, broadcast by the caller).
+  "minmax": `(I − min I)/(max I − min I)`, and 0 where the span `max I − min I` is below
+  the smallest normal float (0, subnormal or NaN: no information; CPUs flush subnormals
+  to 0 anyway). XLA computes a division by a per-matrix value as a product with its
+  reciprocal, rounded, so `r` is clipped to [0, 1] and set to exactly 1 where `I = max I`
+  (also for an infinite `I`, where `(I − min I)·0` would be NaN). "rank": the element's
+  rank over (size − 1) (`integer_ratio`). "none": 0 (a scalar, broadcast by the caller).
   """
   if method == "none":
     return jnp.zeros((), imp.dtype)
@@ -137,7 +193,9 @@ def normalize(imp: jax.Array, method: str, layer_axis: int | None = None) -> jax
     return _rank01(imp, layer_axis)
   lo, hi = min_max(imp, layer_axis)
   span = hi - lo
-  return (imp - lo) * jnp.where(span > 0, 1 / jnp.where(span > 0, span, 1), 0)
+  informative = span >= jnp.finfo(imp.dtype).tiny  # so 1/span is finite
+  r = jnp.clip((imp - lo) / jnp.where(informative, span, 1), 0, 1)
+  return jnp.where(informative, jnp.where(imp == hi, 1, r), 0).astype(imp.dtype)
 
 
 def amplitude(

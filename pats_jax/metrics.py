@@ -116,6 +116,23 @@ def glue_metrics(task: str | TaskSpec, predictions: object, labels: object) -> d
   }
 
 
+def metric_names(task: str | TaskSpec) -> tuple[str, ...]:
+  """The names of the metrics `glue_metrics` reports for `task`, in its order.
+
+  They are read off `glue_metrics` itself, scored on two stand-in examples (labels 0 and 1,
+  predicted exactly), so the names have one source.
+
+  Args:
+    task: a GLUE task name or a `TaskSpec`.
+
+  Returns:
+    E.g. `("accuracy",)` for RTE, `("accuracy", "f1", "combined_score")` for MRPC.
+  """
+  spec = tasks_lib.get_task(task)
+  labels = [0.0, 1.0] if spec.is_regression else [0, 1]
+  return tuple(glue_metrics(spec, labels, labels))
+
+
 def _require(task: str, metrics: Mapping[str, float], *keys: str) -> list[float]:
   missing = [key for key in keys if key not in metrics]
   if missing:

@@ -8,6 +8,7 @@ tiny mode on the CPU, so the command prepared for a GPU is known to run every it
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import math
 import re
@@ -18,6 +19,7 @@ import jax
 import pytest
 from _train_helpers import REPO_ROOT, cache_env
 
+import pats_jax
 from pats_jax.models import tiny
 from pats_jax.models.config import ModelConfig
 from pats_jax.training import sources
@@ -114,10 +116,24 @@ def test_memory_counts_state_bytes_and_peaks(tmp_path):
     "--peak_variants", "plain AdamW", "PATS, bf16 EMA",
   )  # fmt: skip
   state = figures["state"]
-  assert state["plain AdamW"]["ema_bytes_per_param"] == 0
-  fp32, bf16 = state["PATS, fp32 EMA"], state["PATS, bf16 EMA"]
-  assert fp32["ema_bytes_per_param"] == pytest.approx(2 * bf16["ema_bytes_per_param"])
-  assert fp32["bytes_per_param"] > state["plain AdamW"]["bytes_per_param"]
+  assert state["plain AdamW"]["ema_bytes_per_param"] == state["plain AdamW"]["extra_bytes"] == 0
+  # PATS' state over plain AdamW's: exactly 4 (float32) or 2 (bfloat16) bytes per EMA and
+  # selected parameter (the weight matrices), and the same few bytes of its own (step count,
+  # PRNG key) in every variant.
+  params = common.load_random_model("tiny").params
+  matrices = jax.tree.leaves(
+    jax.tree.map(lambda x, m: x.size if m else 0, params, pats_jax.weight_matrix_mask(params))
+  )
+  own = set()
+  for name, per_selected in [
+    ("PATS, fp32 EMA", 4), ("PATS, bf16 EMA", 2),
+    ("PATS+unc., fp32 EMAs", 8), ("PATS+unc., bf16 EMAs", 4),
+  ]:  # fmt: skip
+    row = state[name]
+    assert row["selected_params"] == sum(matrices), (name, row)
+    assert row["ema_bytes_per_selected_param"] == per_selected, (name, row)
+    own.add(row["extra_bytes"] - per_selected * row["selected_params"])
+  assert len(own) == 1 and 0 < min(own) <= 16, (own, state)
   peak = figures["peak"]["PATS, bf16 EMA"]
   assert peak["peak"] > 0 and math.isfinite(peak["peak_ratio"])
 
@@ -209,3 +225,32 @@ def test_gpu_attention_says_it_needs_a_gpu():
   assert done.returncode == 2, done.stderr[-2000:]
   assert "needs a GPU; the backend is cpu" in done.stdout
   check_header(done.stdout, "gpu_attention")
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(
+  importlib.util.find_spec("libtpu") is None,
+  reason='libtpu (the TPU compiler) is not installed: pip install -e ".[tpu]"',
+)
+def test_tpu_compile_estimates_plain_and_pats_side_by_side(tmp_path):
+  # Tiny shapes compiled for a v5e 2x2 by libtpu: every figure present and labelled an estimate.
+  table = (tmp_path / "estimates").with_suffix(".md")  # the markdown table the bench writes
+  out, figures = run_bench(
+    "tpu_compile", tmp_path, "--models", "tiny-bert", "--per_chip_batch", "2", "--length",
+    "16", "--stats_every", "1", "10", "--markdown", str(table),
+  )  # fmt: skip
+  assert figures["libtpu"] and "estimate" in figures["estimate"]
+  assert f"# libtpu: {figures['libtpu']}" in out
+  (case,) = figures["cases"]
+  assert (case["slice"], case["chips"], case["per_chip_batch"]) == ("v5e-4", 4, 2)
+  plain, pats = case["variants"]["plain"], case["variants"]["pats"]
+  assert "pats_stats" not in plain and plain["train_over_plain"] == 1.0
+  for row in (plain, pats):
+    assert row["train"]["estimated_ms"] > 0 and row["train"]["kernels"] > 0
+    assert 0 < row["train"]["estimated_mfu"] < 1
+  stats = pats["pats_stats"]["estimated_ms"]
+  assert pats["per_logged_step_ms"] == pytest.approx(pats["train"]["estimated_ms"] + stats)
+  assert pats["amortised_ms"]["10"] == pytest.approx(pats["train"]["estimated_ms"] + stats / 10)
+  text = table.read_text()
+  assert "TPU compiler's estimate" in text and f"libtpu {figures['libtpu']}" in text
+  assert text.count("| tiny-bert | v5e-4 (1.50 GHz) | separate | 2 |") == 2

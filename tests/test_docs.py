@@ -1,12 +1,12 @@
-"""The reader-facing documents: relative links resolve and nothing points outside the repository."""
+"""The reader-facing documents: links resolve, named documents exist, headings are given once."""
 
 from __future__ import annotations
 
+import itertools
 import os
 import pathlib
 import re
 import subprocess
-import sys
 
 import pytest
 
@@ -16,6 +16,17 @@ _LINK = re.compile(r"!?\[[^\]]*\]\(([^)\s#]+)(?:#[^)\s]*)?\)")
 # Paths that only exist on the machine a file was written on: a parent folder beside the
 # checkout, or an absolute path under a home or work folder.
 _OUTSIDE = re.compile(r"\.\./shared|(?<![\w.])/(?:work|root|home/\w+)/")
+# A markdown file named in any text (a bare name, a path in the repository or relative to the
+# file), not the tail of a longer name or path; URLs are removed before the search.
+_MARKDOWN_NAME = re.compile(r"(?<![\w./$-])((?:\.\.?/)*\w[\w./-]*\.md)\b")
+_URL = re.compile(r"[a-z][a-z0-9+.-]*://\S+")
+# A document named in capitals without its extension: a name of upper-case words joined by
+# underscores that ends in a document word (spec, design, notes, ...), or one cited by a step or
+# section number after it. Constants in code take neither form.
+_CAPITAL_DOCUMENT = re.compile(
+  r"\b[A-Z][A-Z0-9]*(?:_[A-Z0-9]+)*_(?:SPEC|SPECIFICATION|DESIGN|NOTES|GUIDE|PLAN|RFC|DOCS?)\b"
+  r"|\b[A-Z][A-Z0-9]*(?:_[A-Z0-9]+)+(?=`?,? (?:step|section|§) ?\d)"
+)
 
 
 def _tracked(*patterns: str) -> list[pathlib.Path]:
@@ -34,6 +45,39 @@ def _tracked(*patterns: str) -> list[pathlib.Path]:
 
 def _documents() -> list[pathlib.Path]:
   return _tracked("*.md")
+
+
+def _text(path: pathlib.Path) -> str | None:
+  """The file's text, or None for a binary file or a tracked path absent from the checkout."""
+  try:
+    return path.read_text(encoding="utf-8")
+  except (UnicodeDecodeError, FileNotFoundError, IsADirectoryError):
+    return None
+
+
+def missing_documents(text: str, origin: pathlib.Path, tracked: set[str]) -> list[str]:
+  """The documents `text` (the contents of `origin`) names that are not among `tracked`.
+
+  A markdown name with a folder counts when it resolves from `origin`'s folder or from the
+  repository root; one whose first folder is not the repository's (an output path such as
+  `out/study.md`) and a bare name count when a tracked file has that name. A name in capitals
+  (`_CAPITAL_DOCUMENT`) counts when a tracked file has it as its stem.
+  """
+  names = {pathlib.PurePosixPath(name).name for name in tracked}
+  stems = {pathlib.PurePosixPath(name).stem for name in tracked}
+  folders = {name.split("/")[0] for name in tracked if "/" in name}
+  here = origin.parent.relative_to(REPO_ROOT).as_posix()
+  missing = []
+  text = _URL.sub("", text)
+  for name in _MARKDOWN_NAME.findall(text):
+    candidates = {os.path.normpath(f"{here}/{name}"), os.path.normpath(name)}
+    if candidates & tracked:
+      continue
+    repository_path = "/" in name and name.split("/")[0] in folders | {".", ".."}
+    if repository_path or pathlib.PurePosixPath(name).name not in names:
+      missing.append(name)
+  missing += [name for name in _CAPITAL_DOCUMENT.findall(text) if name not in stems]
+  return missing
 
 
 def test_there_are_documents_to_check():
@@ -55,6 +99,66 @@ def test_relative_links_resolve(doc: pathlib.Path):
   assert not broken, f"{doc.relative_to(REPO_ROOT)}: broken links {broken}"
 
 
+def _headings(text: str) -> list[tuple[int, str]]:
+  """(line index, line) of every markdown heading outside fenced code blocks."""
+  headings, fenced = [], False
+  for index, line in enumerate(text.splitlines()):
+    if line.lstrip().startswith("```"):
+      fenced = not fenced
+    elif not fenced and re.match(r"#{1,6} ", line):
+      headings.append((index, line.strip()))
+  return headings
+
+
+@pytest.mark.parametrize("doc", _documents(), ids=lambda p: p.relative_to(REPO_ROOT).as_posix())
+def test_no_heading_repeats_or_stands_empty(doc: pathlib.Path):
+  # A heading is given once per document, and a section has text before the next heading of
+  # its level or above.
+  text = doc.read_text(encoding="utf-8")
+  lines, headings = text.splitlines(), _headings(text)
+  names = [line for _, line in headings]
+  assert len(names) == len(set(names)), f"{doc.name}: repeated headings {names}"
+  level = lambda line: len(line.split(" ")[0])
+  for (i, first), (j, second) in itertools.pairwise(headings):
+    empty = not any(line.strip() for line in lines[i + 1 : j])
+    assert not (empty and level(second) <= level(first)), f"{doc.name}:{i + 1}: empty {first!r}"
+
+
+def test_named_documents_exist():
+  tracked = {path.relative_to(REPO_ROOT).as_posix() for path in _tracked()}
+  offenders = []
+  for path in _tracked():
+    text = _text(path)
+    if text is not None:
+      rel = path.relative_to(REPO_ROOT).as_posix()
+      offenders += [f"{rel}: {name}" for name in missing_documents(text, path, tracked)]
+  assert not offenders, "documents the repository lacks:\n" + "\n".join(offenders)
+
+
+def test_a_named_document_that_is_absent_is_found():
+  origin = REPO_ROOT / "pkg" / "module.py"
+  # The names are built here, so that this file names no absent document itself.
+  spec, cited, md = "ALGO" + "_SPEC", "FOO" + "_BAR", ".md"
+  tracked = {"README.md", "docs/algorithm.md", f"docs/results/table{md}", "pkg/module.py"}
+  text = (
+    f"See {spec}, step 5, and ({spec}{md}); the {spec} holds it. {cited} step 2 and"
+    f" `docs/algorithm{md}`, ../README{md}, table{md} and out/table{md} exist;"
+    f" docs/gone{md}, ../docs/gone{md}, NOTES{md} and https://example.org/x/NOTES{md}"
+  )
+  assert missing_documents(text, origin, tracked) == [
+    f"{spec}{md}",
+    f"docs/gone{md}",
+    f"../docs/gone{md}",
+    f"NOTES{md}",
+    spec,
+    spec,
+    spec,
+    cited,
+  ]
+  constants = "REPO_ROOT = 1; HEADER_KEYS, BUDGET_S; the PATS step 3; NO_GLUE step"
+  assert missing_documents(constants, origin, tracked) == []
+
+
 def test_no_tracked_file_points_outside_the_repository():
   offenders = []
   for path in _tracked():
@@ -71,19 +175,3 @@ def test_no_tracked_file_points_outside_the_repository():
       if _OUTSIDE.search(line)
     ]
   assert not offenders, "paths outside the repository:\n" + "\n".join(offenders)
-
-
-def test_test_summary_says_once_how_to_supply_missing_glue_data():
-  env = {key: value for key, value in os.environ.items() if key != "GLUE_DIR"}
-  done = subprocess.run(
-    [sys.executable, "-m", "pytest", "-q", "-p", "no:xdist", "-p", "no:cacheprovider",
-     "tests/test_glue_local.py::test_label_names_and_known_label_counts",
-     "tests/test_glue_local.py::test_ax_diagnostic"],
-    cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300,
-  )  # fmt: skip
-  assert done.returncode == 0, done.stdout + done.stderr
-  notes = [line for line in done.stdout.splitlines() if "skipped: no GLUE data" in line]
-  assert notes == [
-    "2 tests skipped: no GLUE data; set GLUE_DIR to a glue_data folder (the layout of "
-    "download_glue_data.py from https://github.com/nyu-mll/GLUE-baselines; see README.md)"
-  ]

@@ -12,7 +12,7 @@ import pytest
 from pats_jax import data
 from pats_jax.data import local
 
-# Official GLUE row counts (GLUE paper, Table 1, and the task READMEs; see SOURCES.md).
+# Official GLUE row counts (GLUE paper, Table 1, and the task READMEs).
 OFFICIAL_ROWS = {
   ("cola", "train"): 8551,
   ("cola", "validation"): 1043,
@@ -133,7 +133,7 @@ def test_qnli_dev_from_the_partial_folder(glue_dir, tmp_path):
   (tmp_path / "QNLI" / "dev.tsv").symlink_to(partial)
   qnli = data.load_glue("qnli", "dev", source="local", data_dir=tmp_path)
   assert qnli.num_rows == 5463
-  # SOURCES.md: 2702 entailment / 2761 not_entailment.
+  # QNLI dev.tsv as download_glue_data.py writes it: 2702 entailment / 2761 not_entailment.
   assert collections.Counter(qnli["label"][:]) == {0: 2702, 1: 2761}
 
 

@@ -77,6 +77,18 @@ def test_best_metric_is_a_key_of_the_result():
     assert spec.best_metric in metrics.glue_metrics(name, preds, gold), name
 
 
+def test_metric_names_are_the_keys_of_the_result():
+  rng = np.random.default_rng(0)
+  custom = [TaskSpec("custom", ("text", None), labels, None, "accuracy") for labels in (1, 2, 3)]
+  for spec in [*metrics.tasks_lib.GLUE_TASKS.values(), *custom]:
+    if spec.is_regression:
+      preds, gold = rng.normal(size=20), rng.normal(size=20)
+    else:
+      preds, gold = rng.integers(0, spec.num_labels, 20), rng.integers(0, spec.num_labels, 20)
+    assert metrics.metric_names(spec) == tuple(metrics.glue_metrics(spec, preds, gold)), spec
+  assert metrics.metric_names("mrpc") == ("accuracy", "f1", "combined_score")
+
+
 def test_custom_tasks():
   binary = TaskSpec("custom", ("text", None), 2, ("no", "yes"), "accuracy")
   result = metrics.glue_metrics(binary, [1, 1, 0, 0, 1], [1, 0, 0, 0, 1])

@@ -44,6 +44,24 @@ def test_unknown_model_type(copy):
     models.load(copy, num_labels=2)
 
 
+@pytest.mark.parametrize(
+  ("changes", "problem"),
+  [
+    ({"model_type": None}, "model_type None is not supported"),
+    ({"num_attention_heads": 0}, "num_attention_heads must be an integer >= 1, got 0"),
+    ({"hidden_size": "32"}, "hidden_size must be an integer >= 1, got '32'"),
+    ({"id2label": {"zero": "a", "one": "b"}}, "invalid literal for int()"),
+  ],
+)
+def test_config_that_cannot_load_is_a_checkpoint_error_naming_the_file(copy, changes, problem):
+  edit_config(copy, **changes)
+  with pytest.raises(models.CheckpointError) as info:
+    models.load(copy, num_labels=2)
+  message = str(info.value)
+  assert message.startswith(str(copy / "config.json")) and problem in message, message
+  assert message.count(str(copy / "config.json")) == 1, message
+
+
 def test_unsupported_options(copy):
   edit_config(copy, position_embedding_type="relative_key")
   with pytest.raises(ValueError, match="relative_key"):

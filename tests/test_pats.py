@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import doctest
+import fractions
 import subprocess
 import sys
 
@@ -287,6 +288,70 @@ def test_constant_importance_gives_r_zero(normalize):
     np.testing.assert_array_equal(inv, 0.0)
 
 
+def correctly_rounded_f32(numerator, denominator):
+  """`numerator/denominator` rounded to the nearest float32 (ties to even), exactly."""
+  exact = fractions.Fraction(numerator, denominator)
+  guess = np.float32(float(exact))
+  candidates = [np.nextafter(guess, np.float32(-1)), guess, np.nextafter(guess, np.float32(2))]
+  distance = lambda c: (abs(fractions.Fraction(float(c)) - exact), int(c.view(np.uint32)) & 1)
+  return min(candidates, key=distance)
+
+
+def test_minmax_r_is_exact_at_the_extremes():
+  """`r = 0` at min I and exactly 1 at max I, within [0, 1] in between: spans whose rounded
+  reciprocal times the span is not 1 (XLA divides by a per-matrix value that way)."""
+  spans = np.random.default_rng(0).uniform(0.5, 2.0, 5000).astype(np.float32)
+  spans = spans[spans * (np.float32(1) / spans) != 1][:50]
+  assert spans.size == 50
+  lo = np.float32(0.25)
+  rows = np.stack([lo + spans * f for f in (0.0, 1.0, 0.3, 0.7, 0.999)], axis=1).astype(np.float32)
+  r = np.asarray(jax.jit(jax.vmap(lambda x: _steps.normalize(x, "minmax")))(jnp.asarray(rows)))
+  assert np.all(r[:, 0] == 0) and np.all(r[:, 1] == 1)
+  assert np.all((r >= 0) & (r <= 1))
+  span = (rows[:, 1] - rows[:, 0])[:, None]
+  np.testing.assert_allclose(r, (rows - rows[:, :1]) / span, rtol=0, atol=2**-23)
+
+
+@pytest.mark.parametrize(
+  "values, expected",
+  [
+    ([0.0, 1e-40, 5e-41], [0.0, 0.0, 0.0]),  # a subnormal span: 1/span overflows
+    ([1.0, np.inf, 2.0, 1.0], [0.0, 1.0, 0.0, 0.0]),  # an infinite span: 0·inf
+    ([0.0, np.nan, 1.0], [0.0, 0.0, 0.0]),  # no information
+  ],
+  ids=["subnormal_span", "infinite_importance", "nan_importance"],
+)
+def test_minmax_r_has_no_nan(values, expected):
+  imp = jnp.asarray(values, jnp.float32)
+  r = jax.jit(lambda x: _steps.normalize(x, "minmax"))(imp)
+  np.testing.assert_array_equal(r, expected)
+  a = pats_jax.noise_amplitude(
+    jnp.asarray([[1.0, -1.0, 2.0, 0.5][: imp.size]]), imp[None], noise_scale=0.1
+  )
+  assert np.all(np.isfinite(a)) and np.all(np.asarray(a) >= 0)
+
+
+@pytest.mark.parametrize("m", [1000, 2**24 - 1, 2**24 + 1, 2**24 + 2, 3 * 2**25 + 7, 2**31 - 1])
+def test_integer_ratio_is_correctly_rounded(m):
+  """`k/m` rounded once, also where `k` and `m` are not float32 numbers (above 2^24):
+  ranks 2^24 and 2^24 + 1 stay apart, the result never decreases, 0 and 1 are exact."""
+  rng = np.random.default_rng(m % 1000)
+  ks = np.concatenate([[0, 1, m - 1, m], 2**24 + np.arange(-4, 5), rng.integers(0, m + 1, 400)])
+  ks = np.unique(ks[(ks >= 0) & (ks <= m)]).astype(np.int32)
+  r = np.asarray(jax.jit(_steps.integer_ratio, static_argnums=(1, 2))(ks, m, jnp.float32))
+  expected = np.array([correctly_rounded_f32(int(k), m) for k in ks], np.float32)
+  np.testing.assert_array_equal(r, expected)
+  assert np.all(np.diff(r) >= 0) and r[0] == 0 and r[-1] == 1
+
+
+def test_rank_r_is_the_rank_over_size_minus_one_rounded_once():
+  """Step 4's "rank" divides the integer rank (exact NumPy reference: size − 1 <= 2^24)."""
+  imp = np.random.default_rng(5).permutation(1001).astype(np.float32) * 0.01
+  r = np.asarray(jax.jit(lambda x: _steps.normalize(x, "rank"))(jnp.asarray(imp)))
+  ranks = np.argsort(np.argsort(imp))
+  np.testing.assert_array_equal(r, (ranks / 1000).astype(np.float32))
+
+
 def test_first_step_state_and_constant_leaf():
   """Step 1 of a leaf whose gradient is zero: ŝ = 0, so the whole leaf gets a = λ·std."""
   params = make_params()
@@ -375,6 +440,33 @@ def test_other_key_implementations_use_jax_random():
   for j, p in enumerate(SELECTED):
     a = 0.2 * np.std(np.asarray(get(params, p), np.float64))
     np.testing.assert_allclose(get(updates, p), a * eps[j], rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("impl", ["threefry2x32", "rbg", "unsafe_rbg"])
+@pytest.mark.parametrize("distribution", ["uniform", "gaussian"])
+def test_noise_of_every_key_implementation_is_iid(impl, distribution):
+  """Step 6's ε, drawn as `pats` draws it (a key split per step, one key per leaf), follows
+  its distribution (Kolmogorov-Smirnov) and is uncorrelated between leaves, between steps
+  and between neighbouring elements. This checks the generator of the backend at hand (the
+  CPU's here); the seeds are fixed, so the test is deterministic."""
+  from scipy import stats
+
+  shape = (256, 256)
+  thetas = {"a": jnp.zeros(shape), "b": jnp.zeros(shape)}
+  amps = jax.tree.map(jnp.ones_like, thetas)
+  key, draws = jax.random.key(7, impl=impl), []
+  for _ in range(2):  # Two steps, as `pats` splits its state's key.
+    key, noise_key = jax.random.split(key)
+    eps = _steps.draw_noise(noise_key, amps, thetas, distribution)
+    draws += [np.asarray(eps["a"], np.float64).ravel(), np.asarray(eps["b"], np.float64).ravel()]
+  reference = ("uniform", (-0.5, 1.0)) if distribution == "uniform" else ("norm", ())
+  bound = 5 / np.sqrt(draws[0].size)  # Five standard errors of a correlation of i.i.d. values.
+  for x in draws:
+    assert stats.kstest(x, reference[0], args=reference[1]).pvalue > 1e-3
+    assert abs(np.corrcoef(x[:-1], x[1:])[0, 1]) < bound  # Neighbours.
+  for i in range(len(draws)):
+    for j in range(i):
+      assert abs(np.corrcoef(draws[i], draws[j])[0, 1]) < bound  # Leaves and steps.
 
 
 # --- stacked layers: per-matrix statistics along layer_axis ---------------------------------
@@ -519,6 +611,65 @@ def test_mask_no_noise_and_no_state(mask):
   assert sorted(sizes) == sorted(
     x.size for x, s in zip(jax.tree.leaves(params), selected, strict=True) if s
   )
+
+
+FROZEN_LABELS = {"dense": {"kernel": "train", "bias": "train"}, "emb": "frozen"}
+FROZEN = {"dense": False, "emb": True}
+
+
+@pytest.mark.parametrize(
+  "inner, mask",
+  [
+    (
+      optax.multi_transform(
+        {"train": optax.adam(1e-2), "frozen": optax.set_to_zero()}, FROZEN_LABELS
+      ),
+      pats_jax.unfrozen_mask(FROZEN_LABELS, frozen_labels="frozen"),
+    ),
+    (
+      optax.multi_transform(
+        {"train": optax.adam(1e-2), "frozen": optax.set_to_zero()}, lambda p: FROZEN_LABELS
+      ),
+      pats_jax.unfrozen_mask(lambda p: FROZEN_LABELS, frozen_labels=["frozen", "unused"]),
+    ),
+    (
+      optax.chain(optax.adam(1e-2), optax.masked(optax.set_to_zero(), FROZEN)),
+      pats_jax.unfrozen_mask(FROZEN),
+    ),
+  ],
+  ids=["multi_transform", "labels_callable", "masked"],
+)
+def test_unfrozen_mask_keeps_frozen_leaves_fixed(inner, mask):
+  """With `unfrozen_mask` built from the freezing's labels or mask, a frozen leaf's update is
+  exactly zero at every step; the default mask would move it by the noise."""
+  params = make_params()
+  for noise_mask, frozen_moves in ((mask, False), (None, True)):
+    opt = pats_jax.pats(inner, noise_scale=0.5, key=0, mask=noise_mask)
+    state, p = opt.init(params), params
+    for t in range(3):
+      updates, state = jax.jit(opt.update)(make_grads(params, t), state, p)
+      p = optax.apply_updates(p, updates)
+      assert bool(jnp.any(updates["emb"] != 0)) == frozen_moves
+    if not frozen_moves:
+      np.testing.assert_array_equal(p["emb"], params["emb"])
+      assert state.sensitivity["emb"] == optax.MaskedNode()
+      inner_updates, _ = inner.update(make_grads(params, 0), inner.init(params), params)
+      first, _ = opt.update(make_grads(params, 0), opt.init(params), params)
+      assert not np.array_equal(first["dense"]["kernel"], inner_updates["dense"]["kernel"])
+      np.testing.assert_array_equal(first["dense"]["bias"], inner_updates["dense"]["bias"])
+
+
+def test_unfrozen_mask_base_and_bad_frozen():
+  params = make_params()
+  mask = pats_jax.unfrozen_mask(FROZEN, base=pats_jax.all_leaves_mask)
+  assert mask(params) == {"dense": {"kernel": True, "bias": True}, "emb": False}
+  assert pats_jax.unfrozen_mask({"emb": True, "dense": {"kernel": True, "bias": False}})(
+    params
+  ) == {"dense": {"kernel": False, "bias": False}, "emb": False}
+  with pytest.raises(ValueError, match="frozen must be a pytree of labels"):
+    pats_jax.unfrozen_mask({"dense": "x"}, frozen_labels="frozen")(params)
+  with pytest.raises(TypeError, match="pytree of bools"):
+    pats_jax.unfrozen_mask({"dense": "x", "emb": True})(params)
 
 
 def test_default_mask_is_weight_matrices():

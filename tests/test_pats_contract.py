@@ -122,14 +122,21 @@ def test_inject_hyperparams_noise_scale():
     chex.assert_trees_all_close(u, iu, rtol=1e-6)
   chex.assert_trees_all_close(state.sensitivity, istate.inner_state.sensitivity, rtol=1e-6)
   assert float(istate.hyperparams["noise_scale"]) == pytest.approx(0.1)
-  # Changing the injected value changes the noise without recompiling; 0 gives inner.
-  istate.hyperparams["noise_scale"] = jnp.asarray(0.0, jnp.float32)  # as init made it
-  iu, _ = iupdate(grads, istate, params)
+  # Changing the injected value between steps changes the noise without recompiling: the
+  # first call with each new value is logged; 0 gives exactly inner, 0.3 three times 0.1's noise.
   ref, _ = jax.jit(optax.adam(1e-2).update)(grads, istate.inner_state.inner_state, params)
-  chex.assert_trees_all_equal(iu, ref)
+  noise_01 = jax.tree.map(jnp.subtract, iupdate(grads, istate, params)[0], ref)
+  zero, high = (jnp.asarray(x, jnp.float32) for x in (0.0, 0.3))  # the dtype init gave it
   with compile_log() as log:
-    iupdate(grads, istate, params)  # a new value, not a new compilation
-  assert not log
+    istate.hyperparams["noise_scale"] = zero
+    iu0, _ = iupdate(grads, istate, params)
+    istate.hyperparams["noise_scale"] = high
+    iu3, _ = iupdate(grads, istate, params)
+  assert not log, log
+  chex.assert_trees_all_equal(iu0, ref)
+  noise_03 = jax.tree.map(jnp.subtract, iu3, ref)
+  chex.assert_trees_all_close(noise_03, jax.tree.map(lambda n: 3.0 * n, noise_01), atol=1e-6)
+  assert float(jnp.max(jnp.abs(noise_01["w"]))) > 0
   # A schedule is injectable too; callables that are not schedules go in static_args.
   sched = optax.inject_hyperparams(pats_jax.pats, static_args=("mask", "ema_dtype"))(
     noise_scale=optax.linear_schedule(0.1, 0.0, 2),
@@ -149,20 +156,41 @@ def test_inject_hyperparams_noise_scale():
 
 @pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16])
 def test_multisteps_accumulates_then_steps(dtype):
-  params = {"w": jnp.ones((2, 3), dtype)}
-  grads = {"w": jnp.full((2, 3), 0.5, dtype)}
-  opt = optax.MultiSteps(pats_jax.pats(optax.adam(1.0), noise_scale=0.1, key=0), 4)
+  # Four micro-batches whose gradients differ in direction; their mean, 3·(b + o), is exact in
+  # both dtypes (MultiSteps' running mean of these small dyadic values does not round).
+  params = {"w": jnp.asarray([[1.0, -2.0, 0.5], [4.0, -1.0, 2.0]], dtype)}
+  b = np.array([[1.0, 2.0, -1.0], [0.5, -0.25, 1.0]]) / 8
+  o = np.array([[0.25, -1.0, 2.0], [1.0, 0.5, -0.5]]) / 8
+  micro = [{"w": jnp.asarray(m * b + n * o, dtype)} for m, n in [(1, 2), (3, 6), (2, 4), (6, 0)]]
+  mean = {"w": jnp.asarray(3 * (b + o), dtype)}
+  make = lambda: pats_jax.pats(optax.sgd(1e-2), noise_scale=0.1, key=0, beta1=0.85)
+  opt = optax.MultiSteps(make(), 4)
   state = jax.jit(opt.init)(params)
   update = jax.jit(opt.update)
-  for k in range(4):
+  for k, grads in enumerate(micro):
     updates, state = update(grads, state, params)
     inner = pats_jax.find_pats_state(state)
+    chex.assert_type(updates["w"], dtype)
     if k < 3:
       np.testing.assert_array_equal(updates["w"], 0)
       assert int(inner.count) == 0
-    else:
-      assert np.any(np.asarray(updates["w"]) != 0) and int(inner.count) == 1
-    chex.assert_type(updates["w"], dtype)
+  assert int(inner.count) == 1
+  # PATS saw the mean gradient: its EMA is (1 − β1)·|θ ⊙ mean(g)| ...
+  theta = np.asarray(params["w"], np.float64)
+  ema = np.asarray(inner.sensitivity["w"], np.float64)
+  rtol = 1e-6 if dtype == jnp.float32 else 1e-2
+  np.testing.assert_allclose(ema, 0.15 * np.abs(theta * 3 * (b + o)), rtol=rtol)
+  # ... its noise is bounded by the amplitude `noise_amplitude` gives from that EMA, ...
+  amp = np.asarray(pats_jax.noise_amplitude(params, inner.sensitivity, noise_scale=0.1)["w"])
+  noise = np.asarray(updates["w"], np.float64) + 1e-2 * np.asarray(mean["w"], np.float64)
+  slack = 1e-6 if dtype == jnp.float32 else 2**-8 * np.max(np.abs(updates["w"]))
+  assert np.all(np.abs(noise) <= amp / 2 + slack) and np.max(np.abs(noise)) > 0, (noise, amp)
+  # ... and the step is exactly PATS's own step on the mean gradient with the same key.
+  alone = make()
+  expected, alone_state = jax.jit(alone.update)(mean, alone.init(params), params)
+  chex.assert_trees_all_equal(updates, expected)
+  chex.assert_trees_all_equal(inner.sensitivity, alone_state.sensitivity)
+  chex.assert_trees_all_equal(jax.random.key_data(inner.key), jax.random.key_data(alone_state.key))
 
 
 def test_apply_if_finite_skips_the_whole_step():

@@ -7,6 +7,7 @@ and no workdir left behind.
 
 from __future__ import annotations
 
+import json
 import subprocess
 
 import ml_collections
@@ -14,6 +15,7 @@ import pytest
 from _train_helpers import REPO_ROOT, cache_env, load_config, train_command
 
 from configs import glue
+from pats_jax.models import tiny
 from pats_jax.training import config_docs, validate
 
 # (overrides, what the message must say). Two CPU devices, so batch sizes must be even.
@@ -63,6 +65,7 @@ MISTAKES = {
     "config.data.custom.train_file='no_such_train.csv'",
   ),
   "missing model folder": ({"model": "./no_such_model"}, "config.model='./no_such_model'"),
+  "unknown best metric": ({"best_metric": "acuracy"}, "config.best_metric='acuracy'"),
 }
 
 
@@ -120,6 +123,52 @@ def test_missing_glue_says_where_it_looked_and_how_to_get_it(tmp_path):
     "nyu-mll/glue",
   )
   assert result.stderr.count(str(tmp_path / "glue_data")) == 1
+
+
+def test_unknown_best_metric_lists_the_tasks_metrics(tmp_path):
+  result, workdir = _run(tmp_path, task="mrpc", best_metric="combined")
+  _assert_one_message(
+    result,
+    workdir,
+    "config.best_metric='combined'",
+    "task 'mrpc' reports 'accuracy', 'f1', 'combined_score'",
+    "did you mean 'combined_score'?",
+  )
+
+
+def test_best_metric_of_custom_data_is_checked_once_the_data_is_read(tmp_path):
+  rows = "".join(f"text {i},{'abc'[i % 3]}\n" for i in range(32))
+  for name in ("train.csv", "dev.csv"):
+    (tmp_path / name).write_text("text,label\n" + rows)
+  result, workdir = _run(
+    tmp_path,
+    data__custom__train_file=tmp_path / "train.csv",
+    data__custom__dev_file=tmp_path / "dev.csv",
+    best_metric="f1",
+  )
+  _assert_one_message(result, workdir, "config.best_metric='f1'", "'accuracy', 'macro_f1'")
+
+
+def test_data_smaller_than_one_batch(tmp_path):
+  result, workdir = _run(tmp_path, batch_size=128)  # The synthetic RTE has 64 examples.
+  _assert_one_message(
+    result, workdir, "has 64 examples, fewer than one micro-batch", "--config.batch_size"
+  )
+
+
+def test_data_too_small_for_one_accumulated_update(tmp_path):
+  result, workdir = _run(tmp_path, batch_size=80, grad_accum_steps=2, num_epochs=1)
+  _assert_one_message(result, workdir, "1 micro-batch(es) of 40", "config.grad_accum_steps=2")
+
+
+def test_unsupported_model_config_is_one_line(tmp_path):
+  folder = tiny.write_tiny_checkpoint(tmp_path / "model")
+  config_file = folder / "config.json"
+  config_file.write_text(json.dumps({**json.loads(config_file.read_text()), "model_type": "gpt2"}))
+  result, workdir = _run(tmp_path, model=folder)
+  line = _assert_one_message(result, workdir, str(config_file), "model_type 'gpt2'")
+  lines = result.stderr.splitlines()
+  assert lines[lines.index(line) + 1].startswith("(python train.py --help"), result.stderr
 
 
 def test_print_config_lists_every_field_with_its_description(tmp_path):

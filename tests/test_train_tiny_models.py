@@ -19,6 +19,10 @@ def test_every_family_has_a_tiny_model_and_the_names_are_listed(monkeypatch):
   help_text = sources.model_help("nowhere/model")
   for name in ("electra-base", "electra-large", "tiny-electra"):
     assert name in help_text
+  for name in ("modernbert-base", "modernbert-large", "tiny-modernbert"):
+    assert name in help_text
+  assert sources.MODEL_HUB_IDS["modernbert-base"] == "answerdotai/ModernBERT-base"
+  assert sources.MODEL_HUB_IDS["modernbert-large"] == "answerdotai/ModernBERT-large"
   assert sources.MODEL_HUB_IDS["electra-base"] == "google/electra-base-discriminator"
   assert sources.MODEL_HUB_IDS["electra-large"] == "google/electra-large-discriminator"
 

@@ -1,4 +1,6 @@
-r"""PATS ablation: importance = sensitivity EMA x uncertainty EMA (PATS_SPEC step 3, beta2=0.85).
+r"""PATS ablation: importance = sensitivity EMA x uncertainty EMA (`beta2=0.85`).
+
+The importance of docs/algorithm.md, step 3, with the uncertainty term on.
 
 python train.py --config configs/ablations/pats_uncertainty.py:task=rte --workdir DIR
 """

@@ -4,6 +4,9 @@ Changes from `configs/glue.py` (the protocol of Hugging Face's `run_flax_glue.py
 6-layer, 384-wide model:
 - learning rate 5e-5 for every method but SAGE (2.5x, as in `glue.set_method`): a small model
   wants a larger step than BERT-base's 2e-5;
+- SAGE as the study ran it: it scales the Adam step of every parameter and AdamW's weight decay
+  with it (`sage.scaled_leaves="all"`, `sage.scale_weight_decay=True`), where the library's
+  default follows SAGE's code (encoder layers' linear layers, decay unscaled);
 - 3 epochs for every task (the example gives MRPC and WNLI 5), 1 epoch for SST-2;
 - batch 32, maximum length 128 with length bucketing (multiples of 16), 10% linear warm-up
   then linear decay, AdamW (weight decay 0.01 on weight matrices), gradient clipping at 1.0;
@@ -30,6 +33,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   """Returns the study config; `arg` takes the keys of `configs/glue.py`."""
   config = glue.get_config(arg)
   config.learning_rate = BASE_LEARNING_RATE * (2.5 if config.method == "sage" else 1.0)
+  config.sage.scaled_leaves = "all"
+  config.sage.scale_weight_decay = True
   config.num_epochs = 1 if config.task == "sst2" else 3
   config.write_test_predictions = False
   config.keep_checkpoints = 1

@@ -1,4 +1,5 @@
-"""Flax sequence classifiers (BERT, RoBERTa, ELECTRA, DeBERTa-v3) loading Hugging Face checkpoints.
+"""Flax sequence classifiers (BERT, RoBERTa, ELECTRA, ModernBERT, DeBERTa-v3) that load Hugging
+Face checkpoints.
 
 Example::
 
@@ -27,12 +28,13 @@ from pats_jax.models.config import ModelConfig
 from pats_jax.models.convert import is_stacked, stack_layers, unstack_layers
 from pats_jax.models.families import SUPPORTED_MODEL_TYPES  # Registers every family.
 from pats_jax.models.layers import ATTENTION_CHOICES
-from pats_jax.models.loader import Pretrained, load, save_pretrained
+from pats_jax.models.loader import CheckpointError, Pretrained, load, save_pretrained
 from pats_jax.models.sharding import axis_rules, layer_axes, logical_axes
 
 __all__ = [
   "ATTENTION_CHOICES",
   "SUPPORTED_MODEL_TYPES",
+  "CheckpointError",
   "Encoder",
   "ModelConfig",
   "Pretrained",

@@ -17,6 +17,8 @@ A family's config class declares:
   * `HIDDEN_DROPOUT_KEYS` / `ATTENTION_DROPOUT_KEYS`: the fields `load(hidden_dropout=...,
     attention_dropout=...)` override;
   * `supported_or_raise(hf)`: refuses config.json options it does not implement;
+  * `canonical_hf(hf)`: config.json with other spellings of its fields (those of older or
+    newer transformers) rewritten onto the field names (by default unchanged);
   * `__post_init__`: checks the values (calling `super().__post_init__()`);
   * `head_dropout`: the dropout rate of its classification head.
 """
@@ -32,6 +34,17 @@ from pats_jax.models import registry
 
 # Fields every config has that are not read from config.json keys of the same name.
 _OWN_FIELDS = ("model_type", "num_labels", "label_names", "raw_json")
+
+
+# Fields that size the model's arrays, where a family has them: positive integers.
+_SIZES = (
+  "vocab_size",
+  "hidden_size",
+  "num_hidden_layers",
+  "num_attention_heads",
+  "intermediate_size",
+  "max_position_embeddings",
+)
 
 
 def refuse_unless(hf: dict[str, Any], key: str, allowed: tuple, *, default: Any, fix: str) -> None:
@@ -93,6 +106,12 @@ class ModelConfig:
         f"model_type {self.model_type!r} needs {family.config_class.__name__}, "
         f"not {type(self).__name__}"
       )
+    for name, least in (*((n, 1) for n in _SIZES), ("type_vocab_size", 0)):
+      if not hasattr(self, name):
+        continue
+      size = getattr(self, name)
+      if not isinstance(size, int) or isinstance(size, bool) or size < least:
+        raise ValueError(f"{name} must be an integer >= {least}, got {size!r}")
     if self.hidden_size % self.num_attention_heads:
       raise ValueError(
         f"hidden_size {self.hidden_size} is not a multiple of num_attention_heads "
@@ -140,6 +159,16 @@ class ModelConfig:
       )
 
   @classmethod
+  def canonical_hf(cls, hf: dict[str, Any]) -> dict[str, Any]:
+    """config.json with other spellings of the family's fields rewritten onto the field names.
+
+    Checkpoints saved by different transformers versions may spell one setting differently
+    (e.g. a per-layer list in one, a period in another); a family maps them onto its fields
+    here. Called after `supported_or_raise`; returns a new dict, `hf` is left unchanged.
+    """
+    return hf
+
+  @classmethod
   def from_hf_dict(
     cls,
     hf: dict[str, Any],
@@ -176,8 +205,9 @@ class ModelConfig:
       raise ValueError(f"{source}: model_type {model_type!r} is not a {cls.__name__}")
     try:
       config_class.supported_or_raise(hf)
+      canonical = config_class.canonical_hf(hf)
       values = {
-        key: hf[key] if hf.get(key) is not None else family.defaults[key]
+        key: canonical[key] if canonical.get(key) is not None else family.defaults[key]
         for key in config_class.hf_fields()
       }
       for override, keys in (

@@ -7,6 +7,9 @@ A `TensorSpec` ties one HF tensor to one leaf of our tree and says how to reshap
            kernel = weightᵀ reshaped, and weight = kernel reshaped to 2-D, transposed.
   bias:    HF `[out]`, ours `[*out_dims]` (reshape).
   plain:   embeddings and LayerNorm `weight`/`bias` (ours `scale`/`bias`), same shape.
+  unstored: a leaf of ours that transformers does not have (e.g. the norm ModernBERT's first
+           layer leaves out, kept so that every layer has the same tree): `from_hf` fills it
+           with a constant, `to_hf` leaves it out.
 
 Layer layouts: `from_hf` builds and `to_hf` reads the per-layer tree (`encoder/layer_{i}/...`);
 `to_hf` also takes the stacked tree of `scan_layers=True` models (`encoder/layers/...`, every
@@ -16,9 +19,9 @@ leaf `[num_layers, ...]`), which `stack_layers` / `unstack_layers` convert to an
 
 Each family lists its tensors (`registry.Family.tensor_specs`, built with `linear`, `norm` and
 `embedding`). Encoder tensors carry the family's prefix (`bert.`, `roberta.`, `electra.`,
-`deberta.`) in a classifier checkpoint and none in a bare encoder checkpoint (e.g.
-all-MiniLM-L6-v2, a `BertModel`); both load. Old checkpoints' LayerNorm `gamma`/`beta` are read
-as `weight`/`bias`.
+`model.`, `deberta.`) in a classifier checkpoint and none in a bare encoder checkpoint (e.g.
+all-MiniLM-L6-v2, a `BertModel`); both load. Old checkpoints' LayerNorm `gamma`/`beta` are
+read as `weight`/`bias`.
 """
 
 from __future__ import annotations
@@ -50,11 +53,13 @@ class TensorSpec:
   Attributes:
     hf_name: the HF name without the model prefix (e.g. "embeddings.LayerNorm.weight").
     path: the leaf's path in our params tree.
-    kind: "linear" (kernel), "bias", or "plain" (same shape both sides).
+    kind: "linear" (kernel), "bias", "plain" (same shape both sides), or "unstored" (no
+      HF tensor: `from_hf` sets the leaf to `fill`, `to_hf` writes nothing).
     n_in: for "linear", how many leading kernel dims are input dims.
     prefixed: whether the name takes the family's prefix (`bert.`, ...) in HF checkpoints.
     in_head: part of the classification head (may be missing: newly initialised).
     per_label: a head tensor with one row per label (its shape follows num_labels).
+    fill: for "unstored", the value of every entry of the leaf.
   """
 
   hf_name: str
@@ -64,6 +69,7 @@ class TensorSpec:
   prefixed: bool = True
   in_head: bool = False
   per_label: bool = False
+  fill: float = 0.0
 
   def hf_shape(self, shape: tuple[int, ...]) -> tuple[int, ...]:
     """The HF tensor shape for our leaf shape."""
@@ -100,6 +106,11 @@ def norm(hf: str, path: tuple[str, ...], *, bias: bool = True, **kw) -> list[Ten
   """A torch LayerNorm `hf` (weight, bias) <-> a Flax LayerNorm at `path` (scale, bias)."""
   specs = [TensorSpec(f"{hf}.weight", (*path, "scale"), "plain", **kw)]
   return specs + ([TensorSpec(f"{hf}.bias", (*path, "bias"), "plain", **kw)] if bias else [])
+
+
+def unstored(path: tuple[str, ...], fill: float) -> TensorSpec:
+  """A leaf at `path` that no HF checkpoint holds: loaded as `fill` everywhere, never saved."""
+  return TensorSpec("", path, "unstored", fill=fill)
 
 
 def embedding(hf: str, path: tuple[str, ...], **kw) -> list[TensorSpec]:
@@ -182,6 +193,10 @@ def from_hf(
   bad_shapes: list[str] = []
   head_mismatch = False
   for spec in tensor_specs(config):
+    if spec.kind == "unstored":
+      shape = tuple(_get(shapes, spec.path).shape)
+      _set(params, spec.path, np.full(shape, spec.fill, np.float32))
+      continue
     saved_name = (base if spec.prefixed else "") + spec.hf_name
     name = (base if spec.prefixed and has_prefix else "") + spec.hf_name
     if name not in canonical or (spec.in_head and skip_head):
@@ -321,6 +336,8 @@ def to_hf(params: Mapping, config: ModelConfig) -> dict[str, np.ndarray]:
   params = unstack_layers(params)
   out = {}
   for spec in tensor_specs(config):
+    if spec.kind == "unstored":
+      continue
     try:
       leaf = np.asarray(_get(params, spec.path), dtype=np.float32)
     except KeyError as e:

@@ -6,12 +6,13 @@ To add a family, write its module (layers, config class, tensor specs, tiny conf
 
 from __future__ import annotations
 
-from pats_jax.models import bert, deberta, electra, registry
+from pats_jax.models import bert, deberta, electra, modernbert, registry
 
 FAMILIES: tuple[registry.Family, ...] = (
   bert.BERT,
   bert.ROBERTA,
   electra.ELECTRA,
+  modernbert.MODERNBERT,
   deberta.DEBERTA_V2,
 )
 registry.register(*FAMILIES)

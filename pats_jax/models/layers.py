@@ -14,6 +14,11 @@ Attention, per head (queries q_t, keys k_s, values v_s, padding keys masked out)
     not take, goes through XLA;
   * "xla": `jax.nn.dot_product_attention(implementation="xla")` with a boolean key mask.
 
+A caller may restrict the keys further with a boolean `mask` `[batch or 1, 1, q_len, k_len]`
+(e.g. a sliding window: ModernBERT's local layers). It is ANDed with the padding on the XLA
+paths and passed to cuDNN, which adds it as a large negative bias; cuDNN's own sliding window
+(`local_window_size`) is one-sided when not causal, so a two-sided window is given this way.
+
 `resolve_attention` turns the user's knob ("auto", "xla", "cudnn") into one of the last two.
 
 References:
@@ -162,6 +167,7 @@ def attend(
   dtype: Dtype,
   bias: jax.Array | None = None,
   scale: float | None = None,
+  mask: jax.Array | None = None,
 ) -> jax.Array:
   """Multi-head attention `[batch, q_len, heads, d]` x `[batch, k_len, heads, d]` -> queries'.
 
@@ -175,10 +181,14 @@ def attend(
     dtype: compute dtype of the explicit-softmax path (its softmax runs in float32).
     bias: added to the scaled logits, broadcastable to `[batch, heads, q_len, k_len]`.
     scale: logit scale; None is 1/√head_dim.
+    mask: bool, broadcastable to `[batch, 1, q_len, k_len]`: True where a query may attend a
+      key (besides the padding); None allows every real key. Every query must keep at least
+      one real key, else its row is a uniform average (XLA) or undefined (cuDNN).
 
   Returns:
     `[batch, q_len, heads, head_dim]`.
   """
+  keys = padding.mask if mask is None else jnp.logical_and(padding.mask, mask)
   if dropout_rate > 0.0 and not deterministic:
     if scale is not None:  # Flax divides the queries by √d itself.
       query = query * jnp.asarray(scale * math.sqrt(query.shape[-1]), query.dtype)
@@ -187,7 +197,7 @@ def attend(
       key,
       value,
       bias=bias,
-      mask=padding.mask,
+      mask=keys,
       dropout_rng=module.make_rng("dropout"),
       dropout_rate=dropout_rate,
       deterministic=False,
@@ -203,10 +213,11 @@ def attend(
       key,
       value,
       bias=bias,
+      mask=mask,
       scale=scale,
       key_value_seq_lengths=padding.lengths,
       implementation="cudnn",
     )
   return jax.nn.dot_product_attention(
-    query, key, value, bias=bias, scale=scale, mask=padding.mask, implementation="xla"
+    query, key, value, bias=bias, scale=scale, mask=keys, implementation="xla"
   )

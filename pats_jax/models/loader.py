@@ -27,11 +27,25 @@ import jax.numpy as jnp
 import numpy as np
 
 from pats_jax.models import checkpoint_io, convert, heads, hub
+from pats_jax.models._transformers import import_transformers
 from pats_jax.models.classifier import SequenceClassifier
 from pats_jax.models.config import ModelConfig
 from pats_jax.models.layers import ATTENTION_CHOICES
 
 logger = logging.getLogger(__name__)
+
+
+class CheckpointError(ValueError):
+  """A checkpoint's config.json or weights cannot be used: unsupported, malformed or
+  inconsistent; the message names the file and the problem."""
+
+
+def _in_file(path: pathlib.Path, error: Exception) -> CheckpointError:
+  """`error` as a `CheckpointError` whose message names `path` (once)."""
+  message = str(error.args[0]) if isinstance(error, KeyError) and error.args else str(error)
+  if str(path) not in message:
+    message = f"{path}: {message or type(error).__name__}"
+  return CheckpointError(message)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -122,7 +136,10 @@ def load(
 
   Raises:
     FileNotFoundError: the checkpoint or one of its files cannot be found.
-    ValueError: unsupported config, wrong or missing tensors, unreadable files.
+    CheckpointError: (a ValueError) config.json is unsupported or malformed (an unknown
+      model_type, a missing or wrong field), or the weights are wrong, missing or truncated;
+      the message names the file.
+    ValueError: bad arguments (`attention`).
     ImportError: a pytorch_model.bin checkpoint without torch installed, or a SentencePiece
       tokenizer (`spm.model`, no `tokenizer.json`) without sentencepiece and protobuf.
   """
@@ -131,22 +148,28 @@ def load(
   if not jnp.issubdtype(param_dtype, jnp.floating) or not jnp.issubdtype(dtype, jnp.floating):
     raise TypeError(f"dtype and param_dtype must be floating, got {dtype}, {param_dtype}")
   files = hub.resolve(name_or_path, cache_dir=cache_dir)
-  config = ModelConfig.from_file(
-    files.config_file,
-    num_labels=num_labels,
-    hidden_dropout=hidden_dropout,
-    attention_dropout=attention_dropout,
-  )
+  try:
+    config = ModelConfig.from_file(
+      files.config_file,
+      num_labels=num_labels,
+      hidden_dropout=hidden_dropout,
+      attention_dropout=attention_dropout,
+    )
+  except (ValueError, TypeError, KeyError, ArithmeticError) as error:  # From the file's values.
+    raise _in_file(files.config_file, error) from error
   module = SequenceClassifier(config, dtype, param_dtype, attention, remat, scan_layers)
   shapes = abstract_params(module)
-  tensors = checkpoint_io.read_tensors(files.weights_file)
-  converted = convert.from_hf(
-    tensors,
-    config,
-    convert.unstack_layers(shapes),
-    source=str(files.weights_file),
-    skip_head=reinit_head,
-  )
+  try:
+    tensors = checkpoint_io.read_tensors(files.weights_file)
+    converted = convert.from_hf(
+      tensors,
+      config,
+      convert.unstack_layers(shapes),
+      source=str(files.weights_file),
+      skip_head=reinit_head,
+    )
+  except ValueError as error:
+    raise _in_file(files.weights_file, error) from error
   params = converted.params
   if converted.missing_head:
     _merge_missing(params, {"head": heads.init_head(config, seed, param_dtype)})
@@ -159,9 +182,8 @@ def load(
   tokenizer = None
   if files.has_tokenizer:
     _check_sentencepiece(files.folder)
-    from transformers import AutoTokenizer
-
-    tokenizer = AutoTokenizer.from_pretrained(str(files.folder))
+    transformers = import_transformers()
+    tokenizer = transformers.AutoTokenizer.from_pretrained(str(files.folder))
   else:
     logger.warning("%s has no tokenizer files; Pretrained.tokenizer is None", files.folder)
 

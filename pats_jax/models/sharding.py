@@ -51,6 +51,8 @@ EMBED_IN = "embed_in"
 HEADS = "heads"
 KV = "kv"
 MLP = "mlp"
+# Projections computed in one matmul (fused query/key/value, a gated MLP's input and gate).
+FUSED = "fused"
 POOLED = "pooled"
 CLASSES = "classes"
 # Leading axis of stacked layer parameters (`scan_layers=True`); never sharded.
@@ -82,6 +84,7 @@ def axis_rules(*, fsdp: bool, tensor: bool = False) -> tuple[tuple[str, str | tu
     (HEADS, shard_tensor),
     (KV, None),
     (MLP, shard_tensor),
+    (FUSED, None),
     (POOLED, None),
     (CLASSES, None),
     (LAYERS, None),

@@ -6,7 +6,10 @@ A family's layer is a Flax module class built as `layer(*args)` and called as
   layer(x [batch, L, E], context, deterministic, first_token_only) -> [batch, L or 1, E]
 
 where `context` is a pytree every layer reads unchanged (e.g. `layers.KeyPadding`, or that and
-relative-position tables). `run_layers` creates the layers under the calling module:
+relative-position tables). `x` may also be a pytree carried from layer to layer, holding the
+hidden states and what a layer passes on to the next (ModernBERT: the layer index, which picks
+the layer's kind out of `context`); the layer then returns the same structure. `run_layers`
+creates the layers under the calling module:
 
   scan_layers=False:  layer_0 ... layer_{L-1}, each its own subtree, e.g. query kernel [E, N, d]
   scan_layers=True:   one subtree "layers" whose leaves are stacked [L, ...] with the leading
@@ -121,7 +124,7 @@ def run_layers(
   Args:
     layer: the family's layer class (see the module docstring for its call signature).
     args: its constructor arguments (config, dtypes, ...), the same for every layer.
-    x: `[batch, length, E]` input of the first layer.
+    x: `[batch, length, E]` input of the first layer (or a pytree carry holding it).
     context: what every layer reads besides `x` (a pytree of arrays).
     num_layers: L.
     deterministic: no dropout.

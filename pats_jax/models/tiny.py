@@ -3,7 +3,8 @@
 `write_tiny_checkpoint` writes config.json, model.safetensors and tokenizer files in the Hugging
 Face folder layout for a model of any registered family (`registry.model_types()`) with a few
 thousand parameters (`tiny_config`, the family's `Family.tiny_config`). Tests, benchmarks and
-quick runs (`--config.model=tiny-bert`, `tiny-roberta`, `tiny-electra`, `tiny-deberta`, as in
+quick runs (`--config.model=tiny-bert`, `tiny-roberta`, `tiny-electra`, `tiny-modernbert`,
+`tiny-deberta`, as in
 `configs/tiny.py`) load it like any downloaded checkpoint.
 """
 
@@ -18,6 +19,7 @@ import jax
 import numpy as np
 
 from pats_jax.models import checkpoint_io, convert, registry
+from pats_jax.models._transformers import import_transformers
 from pats_jax.models.classifier import SequenceClassifier
 from pats_jax.models.config import ModelConfig
 
@@ -72,7 +74,8 @@ def _write_byte_level_bpe(out: pathlib.Path, vocab_size: int) -> int:
   Byte-level BPE starts from the 256 byte symbols, so the vocabulary has at least 261 entries.
   """
   import tokenizers
-  import transformers
+
+  transformers = import_transformers()
 
   bpe = tokenizers.ByteLevelBPETokenizer()
   bpe.train_from_iterator(
@@ -103,7 +106,7 @@ def _write_unigram(out: pathlib.Path, vocab_size: int) -> int:
   (piece, log-probability) pairs it needs neither sentencepiece nor a trained model file.
   Whole words score higher than their letters, so known words stay one piece.
   """
-  import transformers
+  transformers = import_transformers()
 
   special = [("[PAD]", 0.0), ("[CLS]", 0.0), ("[SEP]", 0.0), ("[UNK]", 0.0), ("[MASK]", 0.0)]
   letters = [chr(c) for c in range(ord("a"), ord("z") + 1)]

@@ -1,7 +1,7 @@
 r"""Parameter sensitivity of a fine-tuned model on a dev set, and how concentrated it is.
 
 The sensitivity of a parameter θ_j is the first-order estimate of the loss change if it were
-zeroed, the quantity PATS smooths during training (`PATS_SPEC.md`, step 1):
+zeroed, the quantity PATS smooths during training (`docs/algorithm.md`, step 1):
 
   s_j = (1/B) Σ_b |θ_j · g_{b,j}|,   g_b = ∇_θ L(batch b),
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Sequence
 from typing import Any
 
 import flax.linen as nn
@@ -68,9 +69,12 @@ def maybe_initialize_distributed(config: ml_collections.ConfigDict) -> bool:
   return True
 
 
-def make_mesh(config: ml_collections.ConfigDict) -> Mesh:
-  """A `("data", "fsdp")` mesh of `mesh.data * mesh.fsdp` devices (`data=-1`: all the rest)."""
-  devices = jax.devices()
+def make_mesh(config: ml_collections.ConfigDict, devices: Sequence[Any] | None = None) -> Mesh:
+  """A `("data", "fsdp")` mesh of `mesh.data * mesh.fsdp` devices (`data=-1`: all the rest).
+
+  `devices` defaults to `jax.devices()`; a dry run passes the devices of a TPU topology.
+  """
+  devices = list(jax.devices() if devices is None else devices)
   fsdp, data = config.mesh.fsdp, config.mesh.data
   if fsdp < 1 or len(devices) % fsdp:
     raise ValueError(f"config.mesh.fsdp={fsdp} must be >= 1 and divide the {len(devices)} devices")

@@ -1,8 +1,8 @@
 """Where the model and the GLUE data of a run come from, and what to do when they cannot be found.
 
 Models are named (`all-MiniLM-L6-v2`, `bert-base-uncased`, `roberta-large`, `electra-base`,
-`deberta-v3-base`, ...) or given as a local Hugging Face folder; `tiny-bert`, `tiny-roberta`,
-`tiny-electra` and `tiny-deberta` are random tiny models
+`modernbert-base`, `deberta-v3-base`, ...) or given as a local Hugging Face folder; `tiny-bert`,
+`tiny-roberta`, `tiny-electra`, `tiny-modernbert` and `tiny-deberta` are random tiny models
 (`pats_jax.models.tiny.write_tiny_checkpoint`) written into the workdir. GLUE data is a local
 `glue_data` folder (the layout of `download_glue_data.py` from
 https://github.com/nyu-mll/GLUE-baselines) given by `config.data.data_dir`, else found in
@@ -45,6 +45,8 @@ MODEL_HUB_IDS = {
   "roberta-large": "FacebookAI/roberta-large",
   "electra-base": "google/electra-base-discriminator",
   "electra-large": "google/electra-large-discriminator",
+  "modernbert-base": "answerdotai/ModernBERT-base",
+  "modernbert-large": "answerdotai/ModernBERT-large",
   "deberta-v3-base": "microsoft/deberta-v3-base",
   "deberta-v3-large": "microsoft/deberta-v3-large",
 }
@@ -53,6 +55,7 @@ TINY_MODELS = {
   "tiny-bert": "bert",
   "tiny-roberta": "roberta",
   "tiny-electra": "electra",
+  "tiny-modernbert": "modernbert",
   "tiny-deberta": "deberta-v2",
 }
 TINY_DATA = "tiny"

@@ -5,12 +5,17 @@ neither devices nor the network and creates nothing. `check_batch_sizes(config, 
 adds what depends on the device mesh: the micro-batch `batch_size / grad_accum_steps` and
 `eval_batch_size` must split evenly over the devices. `train_and_evaluate` calls both before it
 creates the workdir, so a mistake costs nothing and leaves nothing behind.
+`check_data(config, spec, num_train_examples)` adds what depends on the loaded training data
+(custom data: its task type and label count): a `best_metric` the task reports, and at least
+one optimizer update; it runs before the model is loaded, and a workdir the run created is
+removed again.
 
 Fields a config does not have are skipped, so configs of older or smaller layouts still check.
 """
 
 from __future__ import annotations
 
+import difflib
 import math
 import pathlib
 from collections.abc import Callable, Sequence
@@ -18,7 +23,7 @@ from typing import Any
 
 import ml_collections
 
-from pats_jax import _steps
+from pats_jax import _steps, metrics
 from pats_jax.data import custom, glue, tasks
 from pats_jax.models.layers import ATTENTION_CHOICES
 from pats_jax.training import optimizers, sources
@@ -216,13 +221,17 @@ CHECKS: dict[str, Callable[[str, Any], None]] = {
   "pats.distribution": choice(_steps.DISTRIBUTIONS),
   "pats.noise_on_embeddings": boolean,
   "pats.ema_dtype": choice(("", *FLOAT_DTYPES)),
+  "pats.key_impl": choice(optimizers.KEY_IMPLS),
   "noisytune.scale": real(0.0),
   "sage.beta3": real(0.0, 1.0),
+  "sage.scaled_leaves": choice(tuple(optimizers.SAGE_SCALED_LEAVES)),
+  "sage.scale_weight_decay": boolean,
   "add_noise.eta": real(0.0),
   "add_noise.gamma": real(0.0),
   "best_metric": text,
   "eval_every_steps": integer(0, also=(-1,)),
   "log_every_steps": integer(1),
+  "pats_stats_every_steps": integer(1),
   "checkpoint_every_steps": integer(0),
   "keep_checkpoints": integer(1),
   "write_test_predictions": boolean,
@@ -254,6 +263,7 @@ def check_config(config: ml_collections.ConfigDict) -> None:
   train_file = _get(config, "data.custom.train_file")
   if not train_file or train_file is _MISSING:
     glue_task("task", _get(config, "task"))
+    check_best_metric(config, tasks.get_task(config.task))
   elif not _get(config, "data.custom.dev_file"):
     raise ConfigError(
       f"config.data.custom.train_file={train_file!r} needs a dev file: set "
@@ -288,3 +298,66 @@ def check_batch_sizes(config: ml_collections.ConfigDict, num_devices: int) -> No
         f"config.{name} is not a multiple of the {num_devices} devices; choose batch sizes "
         f"divisible by {num_devices}, or use fewer devices (--config.mesh.data)"
       )
+
+
+def check_best_metric(config: ml_collections.ConfigDict, spec: tasks.TaskSpec) -> None:
+  """Checks that `config.best_metric` is "" (the task's own) or a metric the task reports.
+
+  Args:
+    config: a run's config.
+    spec: its task; the metrics it reports are `pats_jax.metrics.metric_names(spec)`.
+
+  Raises:
+    ConfigError: a name the task's evaluation does not report, with the names it does.
+  """
+  value = _get(config, "best_metric")
+  if value is _MISSING or value == "":
+    return
+  names = metrics.metric_names(spec)
+  if value not in names:
+    close = difflib.get_close_matches(str(value), names, n=1)
+    raise _fail(
+      "best_metric",
+      value,
+      f"task {spec.name!r} reports {', '.join(repr(name) for name in names)}; give one of "
+      f"them, or '' for the task's own ({spec.best_metric!r})"
+      + (f"; did you mean {close[0]!r}?" if close else ""),
+    )
+
+
+def check_data(
+  config: ml_collections.ConfigDict, spec: tasks.TaskSpec, num_train_examples: int
+) -> None:
+  r"""Checks what depends on the loaded training data, before the model is loaded.
+
+  A run makes $U = \lfloor E \lfloor n / m \rfloor / A \rfloor$ optimizer updates, with $n$
+  training examples, micro-batch $m$ = `batch_size / grad_accum_steps`, $E$ = `num_epochs` and
+  $A$ = `grad_accum_steps` (the last incomplete micro-batch of an epoch is dropped); it needs
+  $U \ge 1$.
+
+  Args:
+    config: a run's config, already through `check_config`.
+    spec: the task of the loaded data (custom data: its task type and label count).
+    num_train_examples: the examples of the training split.
+
+  Raises:
+    ConfigError: an unknown `best_metric`, or data too small for one optimizer update.
+  """
+  check_best_metric(config, spec)
+  accum = config.grad_accum_steps
+  micro_batch = config.batch_size // accum
+  micro_batches = config.num_epochs * (num_train_examples // micro_batch)
+  if num_train_examples < micro_batch:
+    raise ConfigError(
+      f"the training data of task {spec.name!r} has {num_train_examples} examples, fewer than "
+      f"one micro-batch (config.batch_size / config.grad_accum_steps = {config.batch_size} / "
+      f"{accum} = {micro_batch}), so no training step can run: set --config.batch_size to at "
+      f"most {num_train_examples * accum}, or give more training data"
+    )
+  if micro_batches < accum:
+    raise ConfigError(
+      f"the training data of task {spec.name!r} ({num_train_examples} examples) gives "
+      f"{micro_batches} micro-batch(es) of {micro_batch} in config.num_epochs="
+      f"{config.num_epochs}, fewer than the config.grad_accum_steps={accum} of one optimizer "
+      "update: raise --config.num_epochs, or lower --config.grad_accum_steps"
+    )

@@ -8,23 +8,9 @@ the median, minimum and maximum call time, and against the baseline variant both
 of the medians and the median of the per-round ratios `t_variant / t_baseline` (the steadier
 of the two on a shared machine).
 
-FLOPs for MFU (`train_step_flops`) are counted analytically, never from XLA's cost analysis.
-For a BERT encoder with L layers, width H, feed-forward width I, C classes, batch B and
-sequence length S, a forward pass costs, per token and layer, `2 (4 H² + 2 H I)` FLOPs in
-the weight matrices (Q, K, V, attention output: 4 H² weights; feed-forward: 2 H I; 2 FLOPs
-per multiply-add) and `4 S H` in attention (`Q Kᵀ` and `P V`, each S·H multiply-adds per
-token over all heads). The backward pass costs twice the forward (gradients with respect to
-inputs and to weights), so one training step costs
-
-  F = 6 · B·S · P + 12 · B · L · H · S² + 6 · B · (H² + H·C),   P = L · (4 H² + 2 H I),
-
-the last term being the pooler and classifier on the first token. Embedding look-ups,
-biases, LayerNorms, softmax and GELU (O(H) or O(S) per token) are not counted. This is the
-usual "model FLOPs" convention (Kaplan et al., "Scaling laws for neural language models",
-2020, section 2.1; Chowdhery et al., "PaLM", 2022, appendix B). The model computes its last
-layer for the first token only (the classifier reads nothing else), so the step does about
-(1 − 1/L) of F's encoder work plus the last layer's keys and values: F slightly overstates
-the work done, and MFU = F / time / peak is the conventional, comparable figure.
+FLOPs for MFU (`train_step_flops`) are counted analytically, never from XLA's cost analysis:
+`pats_jax.models.flops` gives the count and its derivation. The shapes are those of known
+checkpoints (`pats_jax.models.known`), without their weights.
 """
 
 from __future__ import annotations
@@ -52,8 +38,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from pats_jax import models
-from pats_jax.models import tiny
+from pats_jax.models import known, tiny
 from pats_jax.models.config import ModelConfig
+from pats_jax.models.flops import train_step_flops as train_step_flops  # re-exported
 
 # The config.json keys that fix a BERT's shape (and so its cost).
 SHAPE_KEYS = (
@@ -65,25 +52,14 @@ SHAPE_KEYS = (
   "max_position_embeddings",
   "type_vocab_size",
 )
-# Shapes as config.json overrides of BERT-base (transformers' BertConfig defaults, which
-# `ModelConfig.from_hf_dict` applies to the keys a config.json omits). "tiny" is
-# `pats_jax.models.tiny.tiny_config`, for the benchmarks' own tests.
-SHAPE_OVERRIDES: dict[str, dict[str, int]] = {
-  "bert-base": {},
-  "bert-large": {
-    "hidden_size": 1024,
-    "num_hidden_layers": 24,
-    "num_attention_heads": 16,
-    "intermediate_size": 4096,
-  },
-  "minilm": {  # all-MiniLM-L6-v2
-    "hidden_size": 384,
-    "num_hidden_layers": 6,
-    "num_attention_heads": 12,
-    "intermediate_size": 1536,
-  },
+# The benchmark shapes: config.json fields of known checkpoints (`pats_jax.models.known`).
+# "tiny" is `pats_jax.models.tiny.tiny_config`, for the benchmarks' own tests.
+SHAPE_CHECKPOINTS = {
+  "bert-base": "google-bert/bert-base-uncased",
+  "bert-large": "google-bert/bert-large-uncased",
+  "minilm": "sentence-transformers/all-MiniLM-L6-v2",
 }
-SHAPES = ("tiny", *SHAPE_OVERRIDES)
+SHAPES = ("tiny", *SHAPE_CHECKPOINTS)
 
 # Peak dense FLOP/s per device kind, (bfloat16, float32), for MFU. Vendor data sheets (SXM).
 PEAK_FLOPS = {
@@ -97,7 +73,7 @@ VERSIONED = ("jax", "jaxlib", "flax", "optax", "torch", "transformers")
 
 def shape_config(name: str) -> dict[str, int]:
   """The config.json shape keys of the shape `name` (one of `SHAPES`)."""
-  hf = tiny.tiny_config() if name == "tiny" else {"model_type": "bert", **SHAPE_OVERRIDES[name]}
+  hf = tiny.tiny_config() if name == "tiny" else known.known_config(SHAPE_CHECKPOINTS[name])
   config = ModelConfig.from_hf_dict(hf, num_labels=2)
   return {key: getattr(config, key) for key in SHAPE_KEYS}
 
@@ -174,9 +150,7 @@ def jitted_train_step(
   from pats_jax.training import optimizers, steps
 
   optimizer = optimizers.make_optimizer(config, num_updates)
-  step = steps.make_train_step(
-    pretrained.module, optimizer, seed=config.seed, regression=False, grad_accum_steps=1
-  )
+  step = steps.make_train_step(pretrained.module, optimizer, seed=config.seed, regression=False)
   params = jax.tree.map(jnp.copy, pretrained.params)
   state = jax.jit(steps.init_state, static_argnums=1)(params, optimizer.tx)
   return jax.jit(step, donate_argnums=0), state
@@ -201,18 +175,6 @@ def compile_timed(jitted: Any, *args: Any) -> tuple[Any, float]:
 
 
 # --- FLOPs and MFU ----------------------------------------------------------------------------
-
-
-def train_step_flops(shape: Mapping[str, int], *, batch_size: int, length: int, classes: int = 2):
-  """F of the module docstring: analytic FLOPs of one training step (forward + backward)."""
-  L, H = shape["num_hidden_layers"], shape["hidden_size"]
-  I = shape["intermediate_size"]  # noqa: E741
-  P = L * (4 * H * H + 2 * H * I)
-  return (
-    6 * batch_size * length * P
-    + 12 * batch_size * L * H * length**2
-    + 6 * batch_size * (H * H + H * classes)
-  )
 
 
 def peak_flops(dtype: Any) -> float | None:

@@ -4,7 +4,10 @@ State: the trainer's optimizer (`make_optimizer` from `configs/glue.py`) is init
 abstractly (`jax.eval_shape`, nothing allocated) for a model of the chosen shape, and its
 arrays are counted for plain AdamW and for PATS with float32 and bfloat16 EMAs, with and
 without the uncertainty EMA (`beta2`). Bytes per parameter divide by all of the model's
-parameters; PATS' own share is its EMAs (`PatsState.sensitivity` and `.uncertainty`).
+parameters; PATS' own share is its EMAs (`PatsState.sensitivity` and `.uncertainty`), which
+cover only the parameters PATS selects (its noise mask). Each variant's state over plain
+AdamW's is `extra_bytes` = EMA bytes per selected parameter × selected parameters + a few
+bytes of its own that do not grow with the model (PATS' step count and PRNG key).
 
 Peak: the trainer's train step (state donated) is compiled for each variant and XLA's
 `memory_analysis()` gives the argument, output, aliased (donated and reused) and temporary
@@ -61,19 +64,37 @@ def main(argv: list[str] | None = None) -> dict:
     f"compute {args.dtype}"
   )
 
-  print("\n== optimizer state, bytes per model parameter ==")
-  print(f"{'variant':<22} {'whole state':>12} {'PATS EMAs':>10} {'total MiB':>10}")
+  print("\n== optimizer state, bytes per model parameter (EMAs also per selected parameter) ==")
+  print(
+    f"{'variant':<22} {'whole state':>12} {'PATS EMAs':>10} {'per selected':>13} "
+    f"{'over AdamW (B)':>15} {'total MiB':>10}"
+  )
   state_rows = {}
   for name, (method, overrides) in VARIANTS.items():
     optimizer = optimizers.make_optimizer(common.trainer_config(method, **overrides), 1000)
     state = jax.eval_shape(optimizer.tx.init, params)
     pats_state = pats_jax.find_pats_state(state)
-    emas = 0
+    emas = selected = 0
     if pats_state is not None:
       emas = tree_bytes(pats_state.sensitivity) + tree_bytes(pats_state.uncertainty)
+      selected = sum(x.size for x in jax.tree.leaves(pats_state.sensitivity))
     total = tree_bytes(state)
-    state_rows[name] = {"bytes_per_param": total / n_params, "ema_bytes_per_param": emas / n_params}
-    print(f"{name:<22} {total / n_params:12.3f} {emas / n_params:10.3f} {total / MiB:10.1f}")
+    state_rows[name] = {
+      "bytes": total,
+      "bytes_per_param": total / n_params,
+      "ema_bytes_per_param": emas / n_params,
+      "selected_params": selected,
+      "ema_bytes_per_selected_param": emas / selected if selected else 0.0,
+    }
+  for name, row in state_rows.items():
+    row["extra_bytes"] = row["bytes"] - state_rows["plain AdamW"]["bytes"]
+    print(
+      f"{name:<22} {row['bytes_per_param']:12.3f} {row['ema_bytes_per_param']:10.3f} "
+      f"{row['ema_bytes_per_selected_param']:13.3f} {row['extra_bytes']:15,} "
+      f"{row['bytes'] / MiB:10.1f}"
+    )
+  selected = max(row["selected_params"] for row in state_rows.values())
+  print(f"PATS selects {selected:,} of the {n_params:,} parameters ({selected / n_params:.2%})")
 
   print(
     f"\n== peak memory of the compiled train step, batch {args.batch_size} x {args.length} (MiB) =="
@@ -84,9 +105,7 @@ def main(argv: list[str] | None = None) -> dict:
   for name in args.peak_variants:
     method, overrides = VARIANTS[name]
     optimizer = optimizers.make_optimizer(common.trainer_config(method, **overrides), 1000)
-    step = steps.make_train_step(
-      pretrained.module, optimizer, seed=0, regression=False, grad_accum_steps=1
-    )
+    step = steps.make_train_step(pretrained.module, optimizer, seed=0, regression=False)
     state = jax.eval_shape(lambda p, tx=optimizer.tx: steps.init_state(p, tx), params)
     mem = jax.jit(step, donate_argnums=0).lower(state, batch).compile().memory_analysis()
     row = {
