@@ -170,6 +170,8 @@ HF_PARAMETER_COUNTS = {
   # our layers keep unused so that every layer has one structure.
   "answerdotai/ModernBERT-base": 149_606_402 + 768,
   "answerdotai/ModernBERT-large": 395_833_346 + 1024,
+  "microsoft/deberta-v3-base": 184_423_682,
+  "microsoft/deberta-v3-large": 435_063_810,
 }
 
 

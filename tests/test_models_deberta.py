@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 from pats_jax import models
-from pats_jax.models import convert, deberta, tiny
+from pats_jax.models import convert, deberta, flops, known, tiny
 from pats_jax.models.config import ModelConfig
 
 torch = pytest.importorskip("torch")
@@ -299,6 +299,40 @@ def test_log_buckets_match_transformers(buckets, max_position):
 def test_unsupported_config_fields_are_named(overrides, field):
   with pytest.raises(ValueError, match=field):
     ModelConfig.from_hf_dict(deberta.tiny_config(**overrides), num_labels=2)
+
+
+@pytest.mark.parametrize(
+  ("changes", "field"),
+  [({"conv_kernel_size": 3}, "conv_kernel_size"), ({"pos_att_type": "p2p"}, "pos_att_type")],
+)
+def test_unsupported_config_field_is_a_checkpoint_error_naming_file_and_field(
+  tmp_path, changes, field
+):
+  folder = tiny.write_tiny_checkpoint(tmp_path, model_type="deberta-v2", tokenizer=False)
+  config_file = folder / "config.json"
+  config_file.write_text(json.dumps({**json.loads(config_file.read_text()), **changes}))
+  with pytest.raises(models.CheckpointError) as info:
+    models.load(folder, num_labels=2)
+  message = str(info.value)
+  assert message.startswith(str(config_file)) and field in message, message
+
+
+def test_flop_count_adds_the_relative_terms():
+  hf = known.known_config("microsoft/deberta-v3-base")
+  content_only = {key: hf[key] for key in ("num_hidden_layers", "hidden_size", "intermediate_size")}
+  L, H, batch = hf["num_hidden_layers"], hf["hidden_size"], 4
+
+  def relative(shape, length):
+    full = flops.train_step_flops(shape, batch_size=batch, length=length)
+    return full - flops.train_step_flops(content_only, batch_size=batch, length=length)
+
+  # 128 tokens: every distance is below position_buckets / 2 = 128, so exact: rows 129..383
+  # of R. Two terms (c2p, p2c), each a projection of the rows and scores against them.
+  assert relative(hf, 128) == 6 * 2 * L * (255 * H * H + batch * 128 * 255 * H)
+  # 1024 tokens reach all 2 x 256 rows; c2p alone is one term.
+  c2p = {**hf, "pos_att_type": "c2p"}
+  assert relative(c2p, 1024) == 6 * 1 * L * (512 * H * H + batch * 1024 * 512 * H)
+  assert relative({**hf, "relative_attention": False, "norm_rel_ebd": "none"}, 128) == 0
 
 
 def test_cudnn_attention_warns_and_runs_the_einsum_path(tmp_path):

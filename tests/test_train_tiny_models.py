@@ -21,10 +21,14 @@ def test_every_family_has_a_tiny_model_and_the_names_are_listed(monkeypatch):
     assert name in help_text
   for name in ("modernbert-base", "modernbert-large", "tiny-modernbert"):
     assert name in help_text
+  for name in ("deberta-v3-base", "deberta-v3-large", "tiny-deberta"):
+    assert name in help_text
   assert sources.MODEL_HUB_IDS["modernbert-base"] == "answerdotai/ModernBERT-base"
   assert sources.MODEL_HUB_IDS["modernbert-large"] == "answerdotai/ModernBERT-large"
   assert sources.MODEL_HUB_IDS["electra-base"] == "google/electra-base-discriminator"
   assert sources.MODEL_HUB_IDS["electra-large"] == "google/electra-large-discriminator"
+  assert sources.MODEL_HUB_IDS["deberta-v3-base"] == "microsoft/deberta-v3-base"
+  assert sources.MODEL_HUB_IDS["deberta-v3-large"] == "microsoft/deberta-v3-large"
 
 
 @pytest.mark.slow

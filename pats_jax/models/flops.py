@@ -17,11 +17,23 @@ layer for the first token only (the classifier reads nothing else), so the step 
 (1 − 1/L) of F's encoder work plus the last layer's keys and values: F slightly overstates
 the work done, and MFU = F / time / peak is the conventional, comparable figure. FLOPs for
 MFU are counted this way, never read from XLA's cost analysis.
+
+DeBERTa's disentangled attention (config.json `relative_attention`, `deberta.py`) adds, per
+layer and per relative term t of `pos_att_type` (c2p, p2c), the projection of the R rows of the
+relative-position table that the length reaches (R = `deberta.relative_index`'s row count, at
+most min(2S - 1, 2 · span)) through the query or key weights, 2 R H² FLOPs once per step, and
+the scores of every query (c2p) or key (p2c) against those rows, 2 S R H per sequence (the
+gather that picks δ(q, k) costs none); with T terms a step adds
+
+  F_rel = 6 · T · L · (R · H² + B · S · R · H).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+
+from pats_jax.models import deberta
+from pats_jax.models.config import ModelConfig
 
 
 def train_step_flops(
@@ -31,7 +43,8 @@ def train_step_flops(
 
   Args:
     shape: config.json fields `num_hidden_layers`, `hidden_size` and `intermediate_size` (a
-      dict, or use `dataclasses.asdict` of a `ModelConfig`).
+      dict, or use `dataclasses.asdict` of a `ModelConfig`); with `relative_attention` true
+      (DeBERTa), a whole config.json, whose relative terms add F_rel.
     batch_size: B, the rows of the step (all devices together).
     length: S, the padded sequence length.
     classes: C, the classifier's outputs.
@@ -46,4 +59,17 @@ def train_step_flops(
     6 * batch_size * length * P
     + 12 * batch_size * L * H * length**2
     + 6 * batch_size * (H * H + H * classes)
+    + relative_attention_flops(shape, batch_size=batch_size, length=length)
   )
+
+
+def relative_attention_flops(shape: Mapping, *, batch_size: int, length: int) -> int:
+  """F_rel of the module docstring: DeBERTa's relative-position terms in one training step
+  (0 unless `shape["relative_attention"]`)."""
+  if not shape.get("relative_attention"):
+    return 0
+  config = ModelConfig.from_hf_dict(dict(shape), num_labels=shape.get("num_labels", 2))
+  terms = sum(term in config.pos_att_type for term in deberta.POSITION_TERMS)
+  _, first, stop = deberta.relative_index(config, length)
+  rows, L, H = stop - first, config.num_hidden_layers, config.hidden_size
+  return 6 * terms * L * (rows * H * H + batch_size * length * rows * H)

@@ -10,7 +10,10 @@ The values are those of each repository's config.json on the Hugging Face hub
 (sentence-transformers/all-MiniLM-L6-v2, google-bert/bert-base-uncased,
 google-bert/bert-large-uncased, FacebookAI/roberta-base, FacebookAI/roberta-large,
 google/electra-base-discriminator, google/electra-large-discriminator,
-answerdotai/ModernBERT-base, answerdotai/ModernBERT-large).
+answerdotai/ModernBERT-base, answerdotai/ModernBERT-large, microsoft/deberta-v3-base,
+microsoft/deberta-v3-large). DeBERTa-v3's fields that differ from transformers'
+`DebertaV2Config` defaults are listed whole: they choose its attention (relative terms, log
+buckets, shared keys, the relative-embedding LayerNorm) as well as its shapes.
 """
 
 from __future__ import annotations
@@ -55,6 +58,24 @@ _MODERNBERT_BASE = {
   "cls_token_id": 50281,
   "sep_token_id": 50282,
 }
+_DEBERTA_V3_BASE = {
+  "model_type": "deberta-v2",
+  "vocab_size": 128100,
+  "hidden_size": 768,
+  "num_hidden_layers": 12,
+  "num_attention_heads": 12,
+  "intermediate_size": 3072,
+  "max_position_embeddings": 512,
+  "type_vocab_size": 0,
+  "layer_norm_eps": 1e-7,
+  "relative_attention": True,
+  "max_relative_positions": -1,
+  "position_buckets": 256,
+  "position_biased_input": False,
+  "pos_att_type": "p2c|c2p",
+  "share_att_key": True,
+  "norm_rel_ebd": "layer_norm",
+}
 
 # config.json fields (those that fix the shapes) of known hub repositories.
 KNOWN_CONFIGS: dict[str, dict[str, Any]] = {
@@ -88,6 +109,8 @@ KNOWN_CONFIGS: dict[str, dict[str, Any]] = {
     "num_attention_heads": 16,
     "intermediate_size": 2624,
   },
+  "microsoft/deberta-v3-base": _DEBERTA_V3_BASE,
+  "microsoft/deberta-v3-large": {**_DEBERTA_V3_BASE, **_LARGE, "intermediate_size": 4096},
 }
 
 
