@@ -49,6 +49,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+from collections.abc import Sequence
 from typing import Any, ClassVar
 
 import flax.linen as nn
@@ -321,13 +322,23 @@ def embeddings_specs() -> list[convert.TensorSpec]:
   ]
 
 
-def layer_specs(config: BertConfig) -> list[convert.TensorSpec]:
-  """HF `encoder.layer.{i}.*` <-> `encoder/layer_{i}/*`, for every layer."""
+ATTENTION_PROJECTIONS = (("query", "query"), ("key", "key"), ("value", "value"))
+
+
+def layer_specs(
+  config: ModelConfig,
+  projections: Sequence[tuple[str, str]] = ATTENTION_PROJECTIONS,
+) -> list[convert.TensorSpec]:
+  """HF `encoder.layer.{i}.*` <-> `encoder/layer_{i}/*`, for every layer.
+
+  `projections` pairs each HF `attention.self.<name>` linear with our `attention/<name>`
+  (DeBERTa: `query_proj` -> `query`, ...).
+  """
   specs = []
   for i in range(config.num_hidden_layers):
     hf, ours = f"encoder.layer.{i}", ("encoder", f"{convert.LAYER_KEY_PREFIX}{i}")
-    for name in ("query", "key", "value"):
-      specs += convert.linear(f"{hf}.attention.self.{name}", (*ours, "attention", name))
+    for hf_name, name in projections:
+      specs += convert.linear(f"{hf}.attention.self.{hf_name}", (*ours, "attention", name))
     specs += convert.linear(f"{hf}.attention.output.dense", (*ours, "attention", "output"), 2)
     specs += convert.norm(f"{hf}.attention.output.LayerNorm", (*ours, "attention_norm"))
     specs += convert.linear(f"{hf}.intermediate.dense", (*ours, "intermediate"))

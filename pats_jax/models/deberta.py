@@ -74,7 +74,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from pats_jax.models import bert, convert, layers, registry, stack
+from pats_jax.models import bert, convert, heads, layers, registry, stack
 from pats_jax.models import sharding as sh
 from pats_jax.models.config import ModelConfig, check_rate, refuse_unless
 
@@ -477,24 +477,17 @@ class Encoder(nn.Module):
     )
 
 
-class ContextPoolerHead(nn.Module):
-  """DeBERTa's head: dropout, dense + `pooler_hidden_act` on the first token (the context
-  pooler), dropout, linear classifier."""
+class ContextPoolerHead(heads.PoolerHead):
+  """DeBERTa's head: dropout (`pooler_dropout`), dense + `pooler_hidden_act` on the first token
+  (the context pooler), dropout, linear classifier."""
 
   config: DebertaV2Config
-  dtype: Dtype = jnp.float32
-  param_dtype: Dtype = jnp.float32
 
-  @nn.compact
-  def __call__(self, hidden: jax.Array, attention_mask=None, deterministic: bool = True):
-    cfg = self.config
-    kw = dict(stddev=cfg.initializer_range, dtype=self.dtype, param_dtype=self.param_dtype)
-    x = nn.Dropout(cfg.pooler_dropout)(hidden[:, 0], deterministic=deterministic)
-    x = layers.dense(cfg.hidden_size, (sh.EMBED, sh.POOLED), name="pooler", **kw)(x)
-    x = nn.Dropout(cfg.head_dropout)(
-      layers.activation(cfg.pooler_hidden_act)(x), deterministic=deterministic
-    )
-    return layers.dense(cfg.num_labels, (sh.EMBED, sh.CLASSES), name="classifier", **kw)(x)
+  def pooler_activation(self) -> str:
+    return self.config.pooler_hidden_act
+
+  def pooler_input_dropout(self) -> float:
+    return self.config.pooler_dropout
 
 
 def tensor_specs(config: DebertaV2Config) -> list[convert.TensorSpec]:
@@ -519,20 +512,9 @@ def tensor_specs(config: DebertaV2Config) -> list[convert.TensorSpec]:
       for kind, term in (("key", "c2p"), ("query", "p2c"))
       if term in config.pos_att_type
     ]
-  for i in range(config.num_hidden_layers):
-    hf, ours = f"encoder.layer.{i}", (*enc, f"{convert.LAYER_KEY_PREFIX}{i}")
-    projections = [(f"{name}_proj", name) for name in ("query", "key", "value")] + own_projections
-    for hf_name, name in projections:
-      specs += convert.linear(f"{hf}.attention.self.{hf_name}", (*ours, "attention", name))
-    specs += convert.linear(f"{hf}.attention.output.dense", (*ours, "attention", "output"), 2)
-    specs += convert.norm(f"{hf}.attention.output.LayerNorm", (*ours, "attention_norm"))
-    specs += convert.linear(f"{hf}.intermediate.dense", (*ours, "intermediate"))
-    specs += convert.linear(f"{hf}.output.dense", (*ours, "output"))
-    specs += convert.norm(f"{hf}.output.LayerNorm", (*ours, "output_norm"))
-  head = {"prefixed": False, "in_head": True}
-  specs += convert.linear("pooler.dense", ("head", "pooler"), **head)
-  specs += convert.linear("classifier", ("head", "classifier"), per_label=True, **head)
-  return specs
+  projections = [(f"{name}_proj", name) for name in ("query", "key", "value")] + own_projections
+  specs += bert.layer_specs(config, projections)
+  return specs + heads.pooler_head_specs(prefixed_pooler=False)
 
 
 def tiny_config(**overrides) -> dict[str, Any]:

@@ -1,7 +1,8 @@
 """Sequence-classification heads on the first token, as in transformers, and their initialisation.
 
   PoolerHead (BERT):                logits = Dropout(tanh(h_0 W_p + b_p)) W_c + b_c
-                                    (pooler, classifier)
+                                    (pooler, classifier; DeBERTa: Dropout(h_0) and its own
+                                    activation, `deberta.ContextPoolerHead`)
   TwoLayerHead (RoBERTa, ELECTRA):  logits = Dropout(act(Dropout(h_0) W_d + b_d)) W_o + b_o
                                     (dense, out_proj; act = tanh for RoBERTa, gelu for ELECTRA)
 
@@ -34,18 +35,32 @@ Dtype = Any
 
 
 class PoolerHead(nn.Module):
-  """BERT's pooler (dense + tanh on the first token), dropout and the linear classifier."""
+  """BERT's pooler (dense + tanh on the first token), dropout and the linear classifier.
+
+  A family whose pooler differs in its activation or drops out its input first (DeBERTa's
+  context pooler) overrides `pooler_activation` / `pooler_input_dropout`.
+  """
 
   config: ModelConfig
   dtype: Dtype = jnp.float32
   param_dtype: Dtype = jnp.float32
 
+  def pooler_activation(self) -> str:
+    """The pooler's activation, a name in `layers.ACTIVATIONS`."""
+    return "tanh"
+
+  def pooler_input_dropout(self) -> float:
+    """The dropout rate on the first token before the pooler."""
+    return 0.0
+
   @nn.compact
   def __call__(self, hidden: jax.Array, attention_mask=None, deterministic: bool = True):
     cfg = self.config
     kw = dict(stddev=cfg.initializer_range, dtype=self.dtype, param_dtype=self.param_dtype)
-    pooled = layers.dense(cfg.hidden_size, (sh.EMBED, sh.POOLED), name="pooler", **kw)(hidden[:, 0])
-    pooled = nn.Dropout(cfg.head_dropout)(jnp.tanh(pooled), deterministic=deterministic)
+    first = nn.Dropout(self.pooler_input_dropout())(hidden[:, 0], deterministic=deterministic)
+    pooled = layers.dense(cfg.hidden_size, (sh.EMBED, sh.POOLED), name="pooler", **kw)(first)
+    pooled = layers.activation(self.pooler_activation())(pooled)
+    pooled = nn.Dropout(cfg.head_dropout)(pooled, deterministic=deterministic)
     return layers.dense(cfg.num_labels, (sh.EMBED, sh.CLASSES), name="classifier", **kw)(pooled)
 
 
@@ -68,10 +83,11 @@ class TwoLayerHead(nn.Module):
     return layers.dense(cfg.num_labels, (sh.EMBED, sh.CLASSES), name="out_proj", **kw)(x)
 
 
-def pooler_head_specs() -> list[convert.TensorSpec]:
-  """HF names of `PoolerHead`'s tensors: `<prefix>.pooler.dense`, `classifier`."""
+def pooler_head_specs(prefixed_pooler: bool = True) -> list[convert.TensorSpec]:
+  """HF names of `PoolerHead`'s tensors: `<prefix>.pooler.dense` (`pooler.dense` when not
+  `prefixed_pooler`, as in DeBERTa), `classifier`."""
   return [
-    *convert.linear("pooler.dense", ("head", "pooler"), in_head=True),
+    *convert.linear("pooler.dense", ("head", "pooler"), prefixed=prefixed_pooler, in_head=True),
     *convert.linear(
       "classifier", ("head", "classifier"), prefixed=False, in_head=True, per_label=True
     ),
