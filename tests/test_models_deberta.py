@@ -317,6 +317,22 @@ def test_unsupported_config_field_is_a_checkpoint_error_naming_file_and_field(
   assert message.startswith(str(config_file)) and field in message, message
 
 
+def test_masks_of_the_relative_position_table(tmp_path):
+  """PATS perturbs (and AdamW decays) R like BERT's position table, not its LayerNorm; SAGE's
+  selection stays inside the layers."""
+  import pats_jax
+
+  folder = tiny.write_tiny_checkpoint(tmp_path, model_type="deberta-v2", tokenizer=False)
+  encoder = models.load(folder, num_labels=2).params["encoder"]
+  weights = pats_jax.weight_matrix_mask(encoder)
+  assert weights["rel_embeddings"] == {"embedding": True}
+  assert weights["rel_embeddings_norm"] == {"scale": False, "bias": False}
+  sage = pats_jax.encoder_linear_mask({"encoder": encoder})["encoder"]
+  assert not any(
+    jax.tree.leaves(sage["rel_embeddings"]) + jax.tree.leaves(sage["rel_embeddings_norm"])
+  )
+
+
 def test_flop_count_adds_the_relative_terms():
   hf = known.known_config("microsoft/deberta-v3-base")
   content_only = {key: hf[key] for key in ("num_hidden_layers", "hidden_size", "intermediate_size")}
