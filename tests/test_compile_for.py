@@ -81,6 +81,27 @@ def test_tiny_run_compiles_for_a_v5e_2x2(tmp_path):
 
 
 @needs_libtpu
+def test_tiny_deberta_compiles_with_fsdp_stacked_layers_and_bfloat16(tmp_path):
+  # DeBERTa's disentangled attention and its relative-position table (outside the scanned
+  # layers) under FSDP over the 4 chips: the parameters are gathered, not replicated.
+  result = _dry_run(
+    tmp_path,
+    "v5e:2x2",
+    "--config.model_config.scan_layers=True",
+    "--config.mesh.fsdp=4",
+    "--config.model_config.dtype=bfloat16",
+    config="configs/tiny.py:model=tiny-deberta",
+  )
+  assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+  out = result.stdout
+  assert "Model tiny-deberta: 2 layers" in out and "layers stacked (scan_layers)" in out
+  assert "Mesh data=1 x fsdp=4" in out
+  train = out.split("\n")[out.split("\n").index(STEP_TITLES[0]) + 1 :]
+  assert "all-gather" in train[2], out
+  assert "Fits: the largest step needs" in out
+
+
+@needs_libtpu
 def test_a_run_that_does_not_fit_stops_with_one_message(tmp_path):
   # A real model that cannot fit: 2**27 vocabulary rows of width 32 are 16 GiB of float32
   # embeddings, replicated on every chip with their two AdamW moments. Only its config.json
