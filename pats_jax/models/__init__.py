@@ -25,7 +25,7 @@ from pats_jax.models.bert import Encoder, SequenceClassifier
 from pats_jax.models.config import SUPPORTED_MODEL_TYPES, ModelConfig
 from pats_jax.models.convert import is_stacked, stack_layers, unstack_layers
 from pats_jax.models.loader import CheckpointError, Pretrained, load, save_pretrained
-from pats_jax.models.sharding import axis_rules, layer_axes, logical_axes
+from pats_jax.models.sharding import activation_sharding, axis_rules, layer_axes, logical_axes
 
 __all__ = [
   "SUPPORTED_MODEL_TYPES",
@@ -34,6 +34,7 @@ __all__ = [
   "ModelConfig",
   "Pretrained",
   "SequenceClassifier",
+  "activation_sharding",
   "axis_rules",
   "is_stacked",
   "layer_axes",

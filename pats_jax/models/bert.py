@@ -120,6 +120,22 @@ def layer_norm(config: ModelConfig, dtype: Dtype, param_dtype: Dtype, name: str)
   )
 
 
+class GatheredEmbed(nn.Embed):
+  """`nn.Embed` that looks up in the whole table: under FSDP the table (split over "embed")
+  is gathered first, as every other weight is, so that the rows-split ids give rows-split
+  vectors; looking up in the split table would give embed-split vectors that XLA can only
+  re-split by replicating them. Same parameters and values as `nn.Embed`."""
+
+  def __call__(self, inputs: jax.Array) -> jax.Array:
+    (table,) = self.promote_dtype(self.embedding, dtype=self.dtype, inexact=False)
+    table = sh.constrain(table, (None, None))
+    if self.num_embeddings == 1:
+      vectors = jnp.broadcast_to(table, (*inputs.shape, self.features))
+    else:
+      vectors = jnp.take(table, inputs, axis=0)
+    return sh.constrain(vectors, sh.HIDDEN_AXES)
+
+
 class Embeddings(nn.Module):
   """Word + position + token-type embeddings, LayerNorm, dropout."""
 
@@ -132,7 +148,7 @@ class Embeddings(nn.Module):
     cfg = self.config
 
     def embed(num: int, axes: tuple[str, str], name: str) -> nn.Embed:
-      return nn.Embed(
+      return GatheredEmbed(
         num,
         cfg.hidden_size,
         dtype=self.dtype,
@@ -148,8 +164,10 @@ class Embeddings(nn.Module):
     x = x + embed(cfg.max_position_embeddings, (sh.POSITIONS, sh.EMBED), "position_embeddings")(
       position_ids
     )
-    x = layer_norm(cfg, self.dtype, self.param_dtype, "layer_norm")(x)
-    return nn.Dropout(cfg.hidden_dropout_prob)(x, deterministic=deterministic)
+    x = layer_norm(cfg, self.dtype, self.param_dtype, "layer_norm")(sh.constrain(x, sh.HIDDEN_AXES))
+    return sh.constrain(
+      nn.Dropout(cfg.hidden_dropout_prob)(x, deterministic=deterministic), sh.HIDDEN_AXES
+    )
 
 
 class SelfAttention(nn.Module):
@@ -170,7 +188,7 @@ class SelfAttention(nn.Module):
     shape = (cfg.num_attention_heads, cfg.head_dim)
 
     def project(name: str, inputs: jax.Array) -> jax.Array:
-      return nn.DenseGeneral(
+      projected = nn.DenseGeneral(
         shape,
         dtype=self.dtype,
         param_dtype=self.param_dtype,
@@ -178,6 +196,7 @@ class SelfAttention(nn.Module):
         bias_init=_zeros((sh.HEADS, sh.KV)),
         name=name,
       )(inputs)
+      return sh.constrain(projected, sh.HEADS_AXES)
 
     query = project("query", x[:, :1] if first_token_only else x)
     key, value = project("key", x), project("value", x)
@@ -203,7 +222,7 @@ class SelfAttention(nn.Module):
       )
     else:
       out = jax.nn.dot_product_attention(query, key, value, mask=mask, implementation="xla")
-    return nn.DenseGeneral(
+    out = nn.DenseGeneral(
       cfg.hidden_size,
       axis=(-2, -1),
       dtype=self.dtype,
@@ -211,7 +230,8 @@ class SelfAttention(nn.Module):
       kernel_init=_normal(cfg, (sh.HEADS, sh.KV, sh.EMBED)),
       bias_init=_zeros((sh.EMBED,)),
       name="output",
-    )(out)
+    )(sh.constrain(out, sh.HEADS_AXES))
+    return sh.constrain(out, sh.HIDDEN_AXES)
 
 
 class TransformerLayer(nn.Module):
@@ -235,6 +255,7 @@ class TransformerLayer(nn.Module):
     x = layer_norm(cfg, self.dtype, self.param_dtype, "attention_norm")(
       x + drop(attended, deterministic=deterministic)
     )
+    x = sh.constrain(x, sh.HIDDEN_AXES)
     y = nn.Dense(
       cfg.intermediate_size,
       dtype=self.dtype,
@@ -243,7 +264,7 @@ class TransformerLayer(nn.Module):
       bias_init=_zeros((sh.MLP,)),
       name="intermediate",
     )(x)
-    y = activation(cfg.hidden_act)(y)
+    y = sh.constrain(activation(cfg.hidden_act)(y), sh.MLP_AXES)
     y = nn.Dense(
       cfg.hidden_size,
       dtype=self.dtype,
@@ -252,9 +273,11 @@ class TransformerLayer(nn.Module):
       bias_init=_zeros((sh.EMBED,)),
       name="output",
     )(y)
-    return layer_norm(cfg, self.dtype, self.param_dtype, "output_norm")(
+    y = sh.constrain(y, sh.HIDDEN_AXES)
+    x = layer_norm(cfg, self.dtype, self.param_dtype, "output_norm")(
       x + drop(y, deterministic=deterministic)
     )
+    return sh.constrain(x, sh.HIDDEN_AXES)
 
 
 def _layer_class(remat: bool) -> type[nn.Module]:

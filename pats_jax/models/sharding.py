@@ -12,6 +12,15 @@ those names onto the mesh axes `"data"`, `"fsdp"` and `"tensor"`:
 
 Use with `nn.logical_to_mesh_sharding(logical_axes(pretrained), mesh, axis_rules(...))`.
 
+Activations are pinned too (`constrain`): the hidden states `[batch, length, embed]` are split
+by rows only, the attention heads and MLP activations also over "tensor". Without these
+constraints XLA's sharding propagation carries a parameter's "embed" sharding into the
+activations it multiplies (a LayerNorm scale, an embedding table), and the partitioner then
+has to move rows-split activations to embed-split ones, which it can only do by replicating
+them ("Involuntary full rematerialization"). The constraints apply while
+`activation_sharding(mesh, rules)` is active (the trainer traces its steps inside it) and do
+nothing elsewhere, so a model applied on one device is unchanged.
+
 Models loaded with `scan_layers=True` keep each kind of layer weight of all layers in one
 leaf `[num_layers, ...]`; its leading axis is named `"layers"` (e.g. a query kernel is
 `("layers", "embed", "heads", "kv")`) and is never sharded. `layer_axes` says, per leaf,
@@ -24,14 +33,17 @@ References:
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import functools
 import itertools
+from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-from jax.sharding import PartitionSpec
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from pats_jax.models import convert
 
@@ -82,6 +94,40 @@ def axis_rules(*, fsdp: bool, tensor: bool = False) -> tuple[tuple[str, str | tu
     (CLASSES, None),
     (LAYERS, None),
   )
+
+
+# Logical names of the activations the model pins (`constrain`); None: never split.
+HIDDEN_AXES = (BATCH, LENGTH, None)
+HEADS_AXES = (BATCH, LENGTH, HEADS, KV)
+MLP_AXES = (BATCH, LENGTH, MLP)
+
+
+# The (mesh, rules) of the enclosing `activation_sharding`, None outside one.
+_ACTIVATION_SHARDING: contextvars.ContextVar[tuple[Mesh, tuple] | None] = contextvars.ContextVar(
+  "activation_sharding", default=None
+)
+
+
+@contextlib.contextmanager
+def activation_sharding(mesh: Mesh, rules: Sequence[tuple[str, Any]]) -> Iterator[None]:
+  """Makes `constrain` pin activations to `rules` on `mesh` while tracing inside the block."""
+  token = _ACTIVATION_SHARDING.set((mesh, tuple(rules)))
+  try:
+    yield
+  finally:
+    _ACTIVATION_SHARDING.reset(token)
+
+
+def constrain(x: jax.Array, names: tuple[str | None, ...]) -> jax.Array:
+  """`x` constrained to the sharding its logical axis `names` map to under the rules of the
+  enclosing `activation_sharding` (`jax.lax.with_sharding_constraint`); `x` itself outside
+  one."""
+  context = _ACTIVATION_SHARDING.get()
+  if context is None:
+    return x
+  mesh, rules = context
+  spec = nn.logical_to_mesh_axes(names, rules)
+  return jax.lax.with_sharding_constraint(x, NamedSharding(mesh, spec))
 
 
 def logical_axes(pretrained: Pretrained) -> dict:
