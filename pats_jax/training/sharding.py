@@ -3,8 +3,8 @@
 The mesh has axes `("data", "fsdp")` over all devices (of all processes). Batches are split over
 both axes; parameters follow the models' logical axis names through `pats_jax.models.axis_rules`
 (replicated, or the model dimension of every matrix over `"fsdp"`), with any dimension that does
-not divide evenly replicated; optimizer-state leaves shaped like a parameter take its sharding, the rest
-(counts, PRNG keys, scalars) are replicated.
+not divide evenly replicated; optimizer-state leaves shaped like a parameter take its sharding,
+the rest (counts, PRNG keys, scalars) are replicated.
 """
 
 from __future__ import annotations
