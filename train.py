@@ -176,8 +176,8 @@ def main(argv: list[str]) -> None:
     )
   except (validate.ConfigError, sources.SourceError) as error:
     _fail(str(error))
-  if "preempted" in results:
-    print(f"Preempted at step {results['preempted']}; rerun the same command to resume.")
+  if "preempted" in results:  # A SIGTERM: the message says what was saved.
+    print(results["message"])
     return
   print(
     json.dumps(

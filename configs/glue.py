@@ -12,8 +12,9 @@ Usage:
       --workdir workdirs/rte_pats_bert_s1
 
 Arguments (comma separated `key=value`, all optional): `task` (a GLUE task, default `rte`),
-`method` (one of `METHODS`, default `pats`), `model` (a name in `pats_jax.training.sources` or a
-local Hugging Face folder, default `all-MiniLM-L6-v2`), `seed` (default 0).
+`method` (one of `METHODS`, default `pats`), `model` (a name in `pats_jax.training.sources`, e.g.
+`bert-base`, `roberta-large`, `electra-base`, `modernbert-base`, see docs/models.md; a hub id; or
+a local Hugging Face folder; default `all-MiniLM-L6-v2`), `seed` (default 0).
 """
 
 from __future__ import annotations
@@ -126,7 +127,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.adam_b2 = 0.999  # AdamW second-moment decay.
   config.adam_eps = 1e-6  # AdamW epsilon.
   config.grad_clip_norm = 1.0  # Clip gradients to this global norm; 0 disables clipping.
-  config.apply_if_finite = False  # True skips steps with a non-finite loss instead of stopping.
+  config.apply_if_finite = False  # True skips steps with a non-finite loss or gradient, not stops.
   config.max_consecutive_nonfinite = 5  # With apply_if_finite: stop after this many skips.
 
   config.method = "plain"  # plain, pats, uniform, inverse, noisytune, sage or add_noise.
@@ -142,6 +143,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.pats.distribution = "uniform"  # Noise distribution: uniform or gaussian.
   config.pats.noise_on_embeddings = True  # False: no noise on the embedding tables.
   config.pats.ema_dtype = ""  # EMA dtype; "" = the parameters'; bfloat16 halves the memory.
+  # The noise's random generator: threefry2x32 (the same noise on any device count), rbg or
+  # unsafe_rbg (the accelerator's bit generator: cheaper on TPU; see docs/algorithm.md).
+  config.pats.key_impl = "threefry2x32"
   config.noisytune = ml_collections.ConfigDict()
   config.noisytune.scale = 0.15  # NoisyTune perturbation scale (relative to each matrix's std).
   config.sage = ml_collections.ConfigDict()
@@ -157,6 +161,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.best_metric = ""  # Dev metric that picks the best checkpoint; "" = the task's own.
   config.eval_every_steps = -1  # -1: every epoch; 0: only at the end; N: every N steps.
   config.log_every_steps = 1  # Write training metrics every N micro-steps.
+  # PATS statistics (the pats/* metrics: a second pass over every noised matrix, on the device)
+  # on the logged steps that are multiples of N, and on the last; 1: on every logged step.
+  config.pats_stats_every_steps = 100
   config.checkpoint_every_steps = 200  # Also at every evaluation and on SIGTERM; 0: never.
   config.keep_checkpoints = 2  # Newest checkpoints kept in <workdir>/checkpoints.
   config.write_test_predictions = True  # Write GLUE test predictions to glue_submission/.

@@ -8,6 +8,7 @@ tiny mode on the CPU, so the command prepared for a GPU is known to run every it
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import math
 import re
@@ -224,3 +225,32 @@ def test_gpu_attention_says_it_needs_a_gpu():
   assert done.returncode == 2, done.stderr[-2000:]
   assert "needs a GPU; the backend is cpu" in done.stdout
   check_header(done.stdout, "gpu_attention")
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(
+  importlib.util.find_spec("libtpu") is None,
+  reason='libtpu (the TPU compiler) is not installed: pip install -e ".[tpu]"',
+)
+def test_tpu_compile_estimates_plain_and_pats_side_by_side(tmp_path):
+  # Tiny shapes compiled for a v5e 2x2 by libtpu: every figure present and labelled an estimate.
+  table = (tmp_path / "estimates").with_suffix(".md")  # the markdown table the bench writes
+  out, figures = run_bench(
+    "tpu_compile", tmp_path, "--models", "tiny-bert", "--per_chip_batch", "2", "--length",
+    "16", "--stats_every", "1", "10", "--markdown", str(table),
+  )  # fmt: skip
+  assert figures["libtpu"] and "estimate" in figures["estimate"]
+  assert f"# libtpu: {figures['libtpu']}" in out
+  (case,) = figures["cases"]
+  assert (case["slice"], case["chips"], case["per_chip_batch"]) == ("v5e-4", 4, 2)
+  plain, pats = case["variants"]["plain"], case["variants"]["pats"]
+  assert "pats_stats" not in plain and plain["train_over_plain"] == 1.0
+  for row in (plain, pats):
+    assert row["train"]["estimated_ms"] > 0 and row["train"]["kernels"] > 0
+    assert 0 < row["train"]["estimated_mfu"] < 1
+  stats = pats["pats_stats"]["estimated_ms"]
+  assert pats["per_logged_step_ms"] == pytest.approx(pats["train"]["estimated_ms"] + stats)
+  assert pats["amortised_ms"]["10"] == pytest.approx(pats["train"]["estimated_ms"] + stats / 10)
+  text = table.read_text()
+  assert "TPU compiler's estimate" in text and f"libtpu {figures['libtpu']}" in text
+  assert text.count("| tiny-bert | v5e-4 (1.50 GHz) | separate | 2 |") == 2

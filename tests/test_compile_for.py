@@ -15,12 +15,12 @@ import sys
 
 import jax
 import pytest
-from _train_helpers import REPO_ROOT, cache_env
+from _train_helpers import REPO_ROOT, cache_env, tiny_config
 
 from pats_jax.models import known, loader, tiny
-from pats_jax.models.bert import SequenceClassifier
+from pats_jax.models.classifier import SequenceClassifier
 from pats_jax.models.config import ModelConfig
-from pats_jax.training import compiled_program, sources, tpu_slices
+from pats_jax.training import compiled_program, dry_run, sources, tpu_slices
 
 NO_LIBTPU = importlib.util.find_spec("libtpu") is None
 needs_libtpu = pytest.mark.skipif(
@@ -164,6 +164,12 @@ HF_PARAMETER_COUNTS = {
   "google-bert/bert-large-uncased": 335_143_938,
   "FacebookAI/roberta-base": 124_647_170,
   "FacebookAI/roberta-large": 355_361_794,
+  "google/electra-base-discriminator": 109_483_778,
+  "google/electra-large-discriminator": 335_143_938,
+  # transformers' count plus layer 0's attention-norm scale [E], which ModernBERT lacks and
+  # our layers keep unused so that every layer has one structure.
+  "answerdotai/ModernBERT-base": 149_606_402 + 768,
+  "answerdotai/ModernBERT-large": 395_833_346 + 1024,
 }
 
 
@@ -253,3 +259,12 @@ def test_program_counts_follow_loops_and_fused_collectives():
 def test_memory_total_counts_donated_buffers_once():
   memory = compiled_program.Memory(arguments=10, outputs=8, aliased=6, temporaries=5, code=1)
   assert memory.total == 10 + 8 - 6 + 5 + 1
+
+
+def test_statistics_interval_is_that_of_the_trainer():
+  # The trainer computes the PATS statistics on logged steps that are multiples of
+  # pats_stats_every_steps: every lcm of the two steps.
+  config = tiny_config(log_every_steps=4, pats_stats_every_steps=6)
+  assert dry_run.statistics_interval(config) == 12
+  config = tiny_config(log_every_steps=1, pats_stats_every_steps=100)
+  assert dry_run.statistics_interval(config) == 100

@@ -48,8 +48,8 @@ def test_unknown_model_type(copy):
   ("changes", "problem"),
   [
     ({"model_type": None}, "model_type None is not supported"),
-    ({"num_attention_heads": 0}, "num_attention_heads must be a positive integer, got 0"),
-    ({"hidden_size": "32"}, "hidden_size must be a positive integer, got '32'"),
+    ({"num_attention_heads": 0}, "num_attention_heads must be an integer >= 1, got 0"),
+    ({"hidden_size": "32"}, "hidden_size must be an integer >= 1, got '32'"),
     ({"id2label": {"zero": "a", "one": "b"}}, "invalid literal for int()"),
   ],
 )

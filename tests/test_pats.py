@@ -442,6 +442,33 @@ def test_other_key_implementations_use_jax_random():
     np.testing.assert_allclose(get(updates, p), a * eps[j], rtol=1e-5, atol=1e-7)
 
 
+@pytest.mark.parametrize("impl", ["threefry2x32", "rbg", "unsafe_rbg"])
+@pytest.mark.parametrize("distribution", ["uniform", "gaussian"])
+def test_noise_of_every_key_implementation_is_iid(impl, distribution):
+  """Step 6's ε, drawn as `pats` draws it (a key split per step, one key per leaf), follows
+  its distribution (Kolmogorov-Smirnov) and is uncorrelated between leaves, between steps
+  and between neighbouring elements. This checks the generator of the backend at hand (the
+  CPU's here); the seeds are fixed, so the test is deterministic."""
+  from scipy import stats
+
+  shape = (256, 256)
+  thetas = {"a": jnp.zeros(shape), "b": jnp.zeros(shape)}
+  amps = jax.tree.map(jnp.ones_like, thetas)
+  key, draws = jax.random.key(7, impl=impl), []
+  for _ in range(2):  # Two steps, as `pats` splits its state's key.
+    key, noise_key = jax.random.split(key)
+    eps = _steps.draw_noise(noise_key, amps, thetas, distribution)
+    draws += [np.asarray(eps["a"], np.float64).ravel(), np.asarray(eps["b"], np.float64).ravel()]
+  reference = ("uniform", (-0.5, 1.0)) if distribution == "uniform" else ("norm", ())
+  bound = 5 / np.sqrt(draws[0].size)  # Five standard errors of a correlation of i.i.d. values.
+  for x in draws:
+    assert stats.kstest(x, reference[0], args=reference[1]).pvalue > 1e-3
+    assert abs(np.corrcoef(x[:-1], x[1:])[0, 1]) < bound  # Neighbours.
+  for i in range(len(draws)):
+    for j in range(i):
+      assert abs(np.corrcoef(draws[i], draws[j])[0, 1]) < bound  # Leaves and steps.
+
+
 # --- stacked layers: per-matrix statistics along layer_axis ---------------------------------
 
 L, M, N = 3, 6, 5

@@ -149,7 +149,7 @@ def test_pats_statistics_do_not_depend_on_the_layout(tiny_folder):
     _, opt_state = optimizer.tx.update(layout(grads), state.opt_state, params)
     # The EMAs after one step, with the params before it: the same numbers in both layouts.
     state = state._replace(step=jnp.ones((), jnp.int32), opt_state=opt_state)
-    pats_stats = steps.make_pats_stats(optimizer, grad_accum_steps=1)
+    pats_stats = steps.make_pats_stats(optimizer)
     stats[scan_layers] = {k: float(v) for k, v in jax.jit(pats_stats)(state).items()}
   assert stats[True].keys() == stats[False].keys() >= {f"pats/{k}" for k in PATS_STATS}
   assert stats[True]["pats/amplitude_mean"] > 0

@@ -128,6 +128,15 @@ def test_every_method_builds_and_updates(method):
   assert (optimizer.noise_scale is not None) == has_pats
 
 
+@pytest.mark.parametrize("impl", optimizers.KEY_IMPLS)
+def test_pats_noise_key_takes_the_configured_implementation(impl):
+  config = tiny_config(pats__key_impl=impl)
+  state = optimizers.make_optimizer(config, num_updates=10).tx.init(_toy_params())
+  key = pats_jax.find_pats_state(state).key
+  assert str(jax.random.key_impl(key)) == impl
+  assert tiny_config().pats.key_impl == "threefry2x32"  # The default: the same noise anywhere.
+
+
 def test_noise_mask_without_embeddings():
   config = tiny_config()
   assert optimizers.noise_mask(config) is None
@@ -139,17 +148,20 @@ def test_noise_mask_without_embeddings():
   }
 
 
-def test_accumulation_and_apply_if_finite_wrap_the_optimizer():
-  config = tiny_config(grad_accum_steps=2, apply_if_finite=True)
+@pytest.mark.parametrize("method", optimizers.METHODS)
+def test_applied_updates_counts_updates_not_micro_steps(method):
+  config = tiny_config(arg=f"method={method}", grad_accum_steps=2)
   optimizer = optimizers.make_optimizer(config, num_updates=4)
   params = _toy_params()
   state = optimizer.tx.init(params)
   grads = jax.tree.map(jnp.ones_like, params)
-  bad = jax.tree.map(lambda g: g * jnp.nan, grads)
-  _, state = optimizer.tx.update(grads, state, params)
-  updates, state = optimizer.tx.update(bad, state, params)  # The 2nd micro-step: NaN mean.
-  assert all(bool(jnp.all(u == 0)) for u in jax.tree.leaves(updates))
-  assert pats_jax.find_pats_state(state) is not None
+  counts = []
+  for _ in range(5):
+    _, state = optimizer.tx.update(grads, state, params)
+    counts.append(int(optimizers.applied_updates(state)))
+  assert counts == [0, 1, 1, 2, 2]
+  if optimizer.noise_scale is not None:  # PATS counts the same updates.
+    assert int(pats_jax.find_pats_state(state).count) == 2
 
 
 def test_model_and_data_sources(tmp_path, monkeypatch):
@@ -245,6 +257,16 @@ def test_shipped_config_runs_two_steps(path, tmp_path):
   written = json.loads((tmp_path / "results.json").read_text())
   assert written["environment"]["packages"]["jax"] == jax.__version__
   assert written["environment"]["device_count"] == jax.device_count()
+
+
+def test_pats_statistics_on_logged_multiples_of_their_interval_and_the_last_step(tmp_path):
+  # Logged every 2 steps, statistics every 3: on the logged steps 6 and the last (7) only.
+  use_compilation_cache()
+  config = tiny_config(max_steps=7, log_every_steps=2, pats_stats_every_steps=3)
+  trainer.train_and_evaluate(config, tmp_path)
+  lines = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+  logged = {line["step"]: "pats/amplitude_mean" in line for line in lines if "loss" in line}
+  assert logged == {2: False, 4: False, 6: True, 7: True}
 
 
 @pytest.mark.slow

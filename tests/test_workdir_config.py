@@ -50,6 +50,7 @@ def test_free_fields_may_change_and_are_recorded(tmp_path):
     tiny_config(),
     max_steps=10,
     log_every_steps=5,
+    pats_stats_every_steps=20,
     checkpoint_every_steps=3,
     progress_bar=True,
     distributed__coordinator_address="host:1234",
@@ -58,6 +59,7 @@ def test_free_fields_may_change_and_are_recorded(tmp_path):
   assert set(run.changes) == {
     "max_steps",
     "log_every_steps",
+    "pats_stats_every_steps",
     "checkpoint_every_steps",
     "progress_bar",
     "distributed.coordinator_address",

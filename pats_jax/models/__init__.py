@@ -1,4 +1,5 @@
-"""Flax BERT and RoBERTa sequence classifiers that load Hugging Face checkpoints.
+"""Flax sequence classifiers (BERT, RoBERTa, ELECTRA, ModernBERT) that load Hugging Face
+checkpoints.
 
 Example::
 
@@ -21,13 +22,17 @@ stacks layers (0) or None; `save_pretrained` writes HF's per-layer tensors from 
 
 from __future__ import annotations
 
-from pats_jax.models.bert import Encoder, SequenceClassifier
-from pats_jax.models.config import SUPPORTED_MODEL_TYPES, ModelConfig
+from pats_jax.models.bert import Encoder
+from pats_jax.models.classifier import SequenceClassifier
+from pats_jax.models.config import ModelConfig
 from pats_jax.models.convert import is_stacked, stack_layers, unstack_layers
+from pats_jax.models.families import SUPPORTED_MODEL_TYPES  # Registers every family.
+from pats_jax.models.layers import ATTENTION_CHOICES
 from pats_jax.models.loader import CheckpointError, Pretrained, load, save_pretrained
 from pats_jax.models.sharding import activation_sharding, axis_rules, layer_axes, logical_axes
 
 __all__ = [
+  "ATTENTION_CHOICES",
   "SUPPORTED_MODEL_TYPES",
   "CheckpointError",
   "Encoder",

@@ -1,14 +1,25 @@
-"""Model configuration for BERT and RoBERTa, read from and written to HF `config.json`.
+"""Model configuration, read from and written to Hugging Face `config.json`.
 
-`ModelConfig` holds the fields our Flax modules need. It is built from a Hugging Face
-`config.json` (`ModelConfig.from_hf_dict`) and turned back into one that transformers'
-`AutoModelForSequenceClassification` builds the right class from (`to_hf_dict`). Keys
-we do not use are kept verbatim (as JSON text in `raw_json`, so the dataclass stays
-hashable and can be a Flax module attribute) and written back unchanged.
+`ModelConfig` holds what every family has (the sizes, the labels, the source config.json);
+each family subclasses it with its own fields (`bert.BertConfig`, `electra.ElectraConfig`, ...),
+named as in config.json. `ModelConfig.from_hf_dict` picks the subclass by `model_type`
+(`registry.py`), fills the keys a config.json omits with the defaults of transformers' config
+class, and refuses options the family does not implement with a message naming the key.
+`to_hf_dict` writes a config.json from which transformers'
+`AutoModelForSequenceClassification` builds the family's classifier. Keys we do not model
+are kept verbatim (as JSON text in `raw_json`, so a config stays hashable and can be a Flax
+module attribute) and written back unchanged.
 
-References:
-  Devlin et al., "BERT", NAACL 2019; Liu et al., "RoBERTa", arXiv 1907.11692.
-  transformers' `BertConfig` and `RobertaConfig` for the key names and defaults.
+A family's config class declares:
+
+  * its fields (dataclass fields, config.json names), with their defaults in its `Family`;
+  * `HIDDEN_DROPOUT_KEYS` / `ATTENTION_DROPOUT_KEYS`: the fields `load(hidden_dropout=...,
+    attention_dropout=...)` override;
+  * `supported_or_raise(hf)`: refuses config.json options it does not implement;
+  * `canonical_hf(hf)`: config.json with other spellings of its fields (those of older or
+    newer transformers) rewritten onto the field names (by default unchanged);
+  * `__post_init__`: checks the values (calling `super().__post_init__()`);
+  * `head_dropout`: the dropout rate of its classification head.
 """
 
 from __future__ import annotations
@@ -16,64 +27,15 @@ from __future__ import annotations
 import dataclasses
 import json
 import pathlib
-from typing import Any
+from typing import Any, ClassVar
 
-SUPPORTED_MODEL_TYPES = ("bert", "roberta")
+from pats_jax.models import registry
 
-# HF `hidden_act` names that `bert.activation` implements.
-SUPPORTED_ACTIVATIONS = (
-  "gelu",
-  "gelu_python",
-  "gelu_new",
-  "gelu_fast",
-  "gelu_pytorch_tanh",
-  "relu",
-  "silu",
-  "swish",
-  "tanh",
-)
-
-_ARCHITECTURES = {
-  "bert": "BertForSequenceClassification",
-  "roberta": "RobertaForSequenceClassification",
-}
-
-# Defaults of transformers' BertConfig / RobertaConfig for keys a config.json may omit.
-_DEFAULTS: dict[str, dict[str, Any]] = {
-  "bert": {
-    "vocab_size": 30522,
-    "hidden_size": 768,
-    "num_hidden_layers": 12,
-    "num_attention_heads": 12,
-    "intermediate_size": 3072,
-    "hidden_act": "gelu",
-    "hidden_dropout_prob": 0.1,
-    "attention_probs_dropout_prob": 0.1,
-    "max_position_embeddings": 512,
-    "type_vocab_size": 2,
-    "initializer_range": 0.02,
-    "layer_norm_eps": 1e-12,
-    "pad_token_id": 0,
-  },
-  "roberta": {
-    "vocab_size": 50265,
-    "hidden_size": 768,
-    "num_hidden_layers": 12,
-    "num_attention_heads": 12,
-    "intermediate_size": 3072,
-    "hidden_act": "gelu",
-    "hidden_dropout_prob": 0.1,
-    "attention_probs_dropout_prob": 0.1,
-    "max_position_embeddings": 514,
-    "type_vocab_size": 1,
-    "initializer_range": 0.02,
-    "layer_norm_eps": 1e-5,
-    "pad_token_id": 1,
-  },
-}
+# Fields every config has that are not read from config.json keys of the same name.
+_OWN_FIELDS = ("model_type", "num_labels", "label_names", "raw_json")
 
 
-# Fields that size the model's arrays: positive integers.
+# Fields that size the model's arrays, where a family has them: positive integers.
 _SIZES = (
   "vocab_size",
   "hidden_size",
@@ -81,67 +43,74 @@ _SIZES = (
   "num_attention_heads",
   "intermediate_size",
   "max_position_embeddings",
-  "type_vocab_size",
 )
 
 
-@dataclasses.dataclass(frozen=True)
+def refuse_unless(hf: dict[str, Any], key: str, allowed: tuple, *, default: Any, fix: str) -> None:
+  """Raises ValueError naming `key` when config.json's value (or `default`) is not `allowed`."""
+  value = hf.get(key, default)
+  if value not in allowed:
+    raise ValueError(f"{key}={value!r} is not supported; {fix}")
+
+
+def check_rate(name: str, rate: float | None) -> None:
+  """A dropout rate must be None (unset) or in [0, 1)."""
+  if rate is not None and not 0.0 <= rate < 1.0:
+    raise ValueError(f"{name} must be in [0, 1), got {rate}")
+
+
+def _label_names(hf: dict[str, Any], num_labels: int) -> tuple[str, ...] | None:
+  """Class names from HF `id2label` when it has `num_labels` non-default names, else None."""
+  id2label = hf.get("id2label")
+  if not isinstance(id2label, dict) or len(id2label) != num_labels:
+    return None
+  names = tuple(str(id2label[k]) for k in sorted(id2label, key=int))
+  return None if names == tuple(f"LABEL_{i}" for i in range(num_labels)) else names
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
 class ModelConfig:
-  """Hyper-parameters of a BERT or RoBERTa sequence classifier (HF key names).
+  """What every family's config has (HF key names); families subclass it.
 
   Attributes:
-    model_type: "bert" or "roberta".
+    model_type: config.json's `model_type`, a registered family (`registry.model_types()`).
     vocab_size: rows of the word-embedding table.
     hidden_size: model width E.
     num_hidden_layers: number of transformer layers.
     num_attention_heads: number of heads N; E must be a multiple of N.
-    intermediate_size: width of the feed-forward layer.
-    hidden_act: HF activation name (one of `SUPPORTED_ACTIVATIONS`).
-    hidden_dropout_prob: dropout after embeddings, attention output and MLP output.
-    attention_probs_dropout_prob: dropout on the attention probabilities.
-    classifier_dropout: dropout in the head; None means `hidden_dropout_prob`.
-    max_position_embeddings: rows of the position-embedding table.
-    type_vocab_size: rows of the token-type table (2 for BERT, 1 for RoBERTa).
     initializer_range: std of the normal initialiser of new weights.
-    layer_norm_eps: epsilon of every LayerNorm.
-    pad_token_id: id of the padding token (RoBERTa's position offset).
     num_labels: classifier outputs; 1 means regression (STS-B).
     label_names: names of the classes (HF `id2label`), or None for LABEL_i.
     raw_json: the source config.json as canonical JSON text, kept for `to_hf_dict`.
   """
+
+  # Fields that `load(hidden_dropout=...)` / `load(attention_dropout=...)` set.
+  HIDDEN_DROPOUT_KEYS: ClassVar[tuple[str, ...]] = ()
+  ATTENTION_DROPOUT_KEYS: ClassVar[tuple[str, ...]] = ()
 
   model_type: str
   vocab_size: int
   hidden_size: int
   num_hidden_layers: int
   num_attention_heads: int
-  intermediate_size: int
-  hidden_act: str
-  hidden_dropout_prob: float
-  attention_probs_dropout_prob: float
-  classifier_dropout: float | None
-  max_position_embeddings: int
-  type_vocab_size: int
   initializer_range: float
-  layer_norm_eps: float
-  pad_token_id: int
   num_labels: int
   label_names: tuple[str, ...] | None = None
   raw_json: str = "{}"
 
   def __post_init__(self):
-    if self.model_type not in SUPPORTED_MODEL_TYPES:
-      raise ValueError(
-        f"model_type {self.model_type!r} is not supported; supported: {SUPPORTED_MODEL_TYPES}"
+    family = registry.get(self.model_type)
+    if type(self) is not family.config_class:
+      raise TypeError(
+        f"model_type {self.model_type!r} needs {family.config_class.__name__}, "
+        f"not {type(self).__name__}"
       )
-    if self.hidden_act not in SUPPORTED_ACTIVATIONS:
-      raise ValueError(
-        f"hidden_act {self.hidden_act!r} is not supported; supported: {SUPPORTED_ACTIVATIONS}"
-      )
-    for name in _SIZES:
+    for name, least in (*((n, 1) for n in _SIZES), ("type_vocab_size", 0)):
+      if not hasattr(self, name):
+        continue
       size = getattr(self, name)
-      if not isinstance(size, int) or isinstance(size, bool) or size < 1:
-        raise ValueError(f"{name} must be a positive integer, got {size!r}")
+      if not isinstance(size, int) or isinstance(size, bool) or size < least:
+        raise ValueError(f"{name} must be an integer >= {least}, got {size!r}")
     if self.hidden_size % self.num_attention_heads:
       raise ValueError(
         f"hidden_size {self.hidden_size} is not a multiple of num_attention_heads "
@@ -154,10 +123,6 @@ class ModelConfig:
         f"label_names {self.label_names} has {len(self.label_names)} names but "
         f"num_labels={self.num_labels}"
       )
-    for name in ("hidden_dropout_prob", "attention_probs_dropout_prob", "classifier_dropout"):
-      rate = getattr(self, name)
-      if rate is not None and not 0.0 <= rate < 1.0:
-        raise ValueError(f"{name} must be in [0, 1), got {rate}")
 
   @property
   def head_dim(self) -> int:
@@ -171,10 +136,36 @@ class ModelConfig:
 
   @property
   def head_dropout(self) -> float:
-    """Dropout rate of the classification head (HF: classifier_dropout or hidden)."""
-    if self.classifier_dropout is None:
-      return self.hidden_dropout_prob
-    return self.classifier_dropout
+    """Dropout rate of the classification head."""
+    raise NotImplementedError(f"{type(self).__name__} does not define head_dropout")
+
+  @property
+  def pools_first_token(self) -> bool:
+    """Whether the head reads the first token only (then the last layer computes only it)."""
+    return True
+
+  @classmethod
+  def hf_fields(cls) -> tuple[str, ...]:
+    """The fields read from config.json keys of the same name."""
+    return tuple(f.name for f in dataclasses.fields(cls) if f.name not in _OWN_FIELDS)
+
+  @classmethod
+  def supported_or_raise(cls, hf: dict[str, Any]) -> None:
+    """Raises ValueError naming a config.json key whose value the family does not implement."""
+    if hf.get("pruned_heads"):
+      raise ValueError(
+        "pruned_heads is not supported; use a checkpoint whose attention heads were not pruned"
+      )
+
+  @classmethod
+  def canonical_hf(cls, hf: dict[str, Any]) -> dict[str, Any]:
+    """config.json with other spellings of the family's fields rewritten onto the field names.
+
+    Checkpoints saved by different transformers versions may spell one setting differently
+    (e.g. a per-layer list in one, a period in another); a family maps them onto its fields
+    here. Called after `supported_or_raise`; returns a new dict, `hf` is left unchanged.
+    """
+    return hf
 
   @classmethod
   def from_hf_dict(
@@ -186,56 +177,47 @@ class ModelConfig:
     hidden_dropout: float | None = None,
     attention_dropout: float | None = None,
   ) -> ModelConfig:
-    """Builds a config from a parsed HF config.json.
+    """Builds the config of `hf["model_type"]`'s family from a parsed HF config.json.
 
     Args:
       hf: the parsed config.json.
       num_labels: classifier outputs (1 = regression).
       source: the file it came from, named in errors.
-      hidden_dropout: overrides `hidden_dropout_prob` when not None.
-      attention_dropout: overrides `attention_probs_dropout_prob` when not None.
+      hidden_dropout: overrides the family's hidden dropout rates when not None.
+      attention_dropout: overrides the family's attention dropout rates when not None.
 
     Returns:
-      The config.
+      An instance of the family's config class.
 
     Raises:
       ValueError: unknown model_type, unsupported options, bad values.
     """
     model_type = hf.get("model_type")
-    if model_type not in SUPPORTED_MODEL_TYPES:
+    family = registry.find(model_type)
+    if family is None:
       raise ValueError(
         f"{source}: model_type {model_type!r} is not supported; this loader handles "
-        f"{SUPPORTED_MODEL_TYPES} (BERT, MiniLM, RoBERTa checkpoints)"
+        f"{registry.model_types()}"
       )
-    position_type = hf.get("position_embedding_type", "absolute")
-    if position_type != "absolute":
-      raise ValueError(
-        f"{source}: position_embedding_type {position_type!r} is not supported; only "
-        "'absolute' position embeddings are implemented"
-      )
-    if hf.get("is_decoder") or hf.get("add_cross_attention"):
-      raise ValueError(
-        f"{source}: decoder / cross-attention configs are not supported; use an encoder "
-        "checkpoint (is_decoder=false)"
-      )
-    values = dict(_DEFAULTS[model_type])
-    values.update({k: hf[k] for k in values if hf.get(k) is not None})
-    if hidden_dropout is not None:
-      values["hidden_dropout_prob"] = hidden_dropout
-    if attention_dropout is not None:
-      values["attention_probs_dropout_prob"] = attention_dropout
-    label_names = None
-    id2label = hf.get("id2label")
-    if isinstance(id2label, dict) and len(id2label) == num_labels:
-      label_names = tuple(str(id2label[k]) for k in sorted(id2label, key=int))
-      if label_names == tuple(f"LABEL_{i}" for i in range(num_labels)):
-        label_names = None
+    config_class = family.config_class
+    if not issubclass(config_class, cls):
+      raise ValueError(f"{source}: model_type {model_type!r} is not a {cls.__name__}")
     try:
-      return cls(
+      config_class.supported_or_raise(hf)
+      canonical = config_class.canonical_hf(hf)
+      values = {
+        key: canonical[key] if canonical.get(key) is not None else family.defaults[key]
+        for key in config_class.hf_fields()
+      }
+      for override, keys in (
+        (hidden_dropout, config_class.HIDDEN_DROPOUT_KEYS),
+        (attention_dropout, config_class.ATTENTION_DROPOUT_KEYS),
+      ):
+        values.update(dict.fromkeys(keys, override) if override is not None else {})
+      return config_class(
         model_type=model_type,
-        classifier_dropout=hf.get("classifier_dropout"),
         num_labels=num_labels,
-        label_names=label_names,
+        label_names=_label_names(hf, num_labels),
         raw_json=json.dumps(hf, sort_keys=True),
         **values,
       )
@@ -255,18 +237,17 @@ class ModelConfig:
     return cls.from_hf_dict(hf, source=str(path), **kwargs)
 
   def to_hf_dict(self) -> dict[str, Any]:
-    """The HF config.json for `<Type>ForSequenceClassification` with these values.
+    """The HF config.json of the family's sequence classifier with these values.
 
     Keys of the source config we do not model are kept; `architectures`, `id2label`,
     `label2id` and `problem_type` are set so that transformers builds the sequence
     classifier with `num_labels` outputs (regression for 1).
     """
     hf = json.loads(self.raw_json)
-    for field in dataclasses.fields(self):
-      if field.name not in ("num_labels", "label_names", "raw_json"):
-        hf[field.name] = getattr(self, field.name)
+    hf["model_type"] = self.model_type
+    hf.update({key: getattr(self, key) for key in self.hf_fields()})
     names = self.label_names or tuple(f"LABEL_{i}" for i in range(self.num_labels))
-    hf["architectures"] = [_ARCHITECTURES[self.model_type]]
+    hf["architectures"] = [registry.get(self.model_type).architecture]
     hf["id2label"] = {str(i): name for i, name in enumerate(names)}
     hf["label2id"] = {name: i for i, name in enumerate(names)}
     hf["problem_type"] = self.problem_type

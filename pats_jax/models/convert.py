@@ -7,6 +7,9 @@ A `TensorSpec` ties one HF tensor to one leaf of our tree and says how to reshap
            kernel = weightᵀ reshaped, and weight = kernel reshaped to 2-D, transposed.
   bias:    HF `[out]`, ours `[*out_dims]` (reshape).
   plain:   embeddings and LayerNorm `weight`/`bias` (ours `scale`/`bias`), same shape.
+  unstored: a leaf of ours that transformers does not have (e.g. the norm ModernBERT's first
+           layer leaves out, kept so that every layer has the same tree): `from_hf` fills it
+           with a constant, `to_hf` leaves it out.
 
 Layer layouts: `from_hf` builds and `to_hf` reads the per-layer tree (`encoder/layer_{i}/...`);
 `to_hf` also takes the stacked tree of `scan_layers=True` models (`encoder/layers/...`, every
@@ -14,9 +17,11 @@ leaf `[num_layers, ...]`), which `stack_layers` / `unstack_layers` convert to an
 
   stacked[encoder/layers/<p>][i] = per_layer[encoder/layer_{i}/<p>]   for i < num_layers.
 
-Encoder tensors carry the model prefix (`bert.` / `roberta.`) in a classifier
-checkpoint and none in a bare `BertModel` checkpoint (e.g. all-MiniLM-L6-v2); both load.
-Old checkpoints' LayerNorm `gamma`/`beta` are read as `weight`/`bias`.
+Each family lists its tensors (`registry.Family.tensor_specs`, built with `linear`, `norm` and
+`embedding`). Encoder tensors carry the family's prefix (`bert.`, `roberta.`, `electra.`,
+`model.`) in a classifier checkpoint and none in a bare encoder checkpoint (e.g.
+all-MiniLM-L6-v2, a `BertModel`); both load. Old checkpoints' LayerNorm `gamma`/`beta` are
+read as `weight`/`bias`.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from pats_jax.models import registry
 from pats_jax.models.config import ModelConfig
 
 # Keys of the encoder's layer subtrees: per layer ("layer_0", ...) and stacked.
@@ -47,10 +53,13 @@ class TensorSpec:
   Attributes:
     hf_name: the HF name without the model prefix (e.g. "embeddings.LayerNorm.weight").
     path: the leaf's path in our params tree.
-    kind: "linear" (kernel), "bias", or "plain" (same shape both sides).
+    kind: "linear" (kernel), "bias", "plain" (same shape both sides), or "unstored" (no
+      HF tensor: `from_hf` sets the leaf to `fill`, `to_hf` writes nothing).
     n_in: for "linear", how many leading kernel dims are input dims.
-    prefixed: whether the name takes the `bert.`/`roberta.` prefix in HF checkpoints.
+    prefixed: whether the name takes the family's prefix (`bert.`, ...) in HF checkpoints.
     in_head: part of the classification head (may be missing: newly initialised).
+    per_label: a head tensor with one row per label (its shape follows num_labels).
+    fill: for "unstored", the value of every entry of the leaf.
   """
 
   hf_name: str
@@ -59,6 +68,8 @@ class TensorSpec:
   n_in: int = 1
   prefixed: bool = True
   in_head: bool = False
+  per_label: bool = False
+  fill: float = 0.0
 
   def hf_shape(self, shape: tuple[int, ...]) -> tuple[int, ...]:
     """The HF tensor shape for our leaf shape."""
@@ -83,55 +94,33 @@ class TensorSpec:
     return leaf
 
 
-def _linear(hf: str, path: tuple[str, ...], n_in: int = 1, **kw) -> list[TensorSpec]:
-  return [
-    TensorSpec(f"{hf}.weight", (*path, "kernel"), "linear", n_in, **kw),
-    TensorSpec(f"{hf}.bias", (*path, "bias"), "bias", **kw),
-  ]
+def linear(
+  hf: str, path: tuple[str, ...], n_in: int = 1, *, bias: bool = True, **kw
+) -> list[TensorSpec]:
+  """A torch Linear `hf` (weight, bias) <-> a Dense/DenseGeneral at `path` (kernel, bias)."""
+  specs = [TensorSpec(f"{hf}.weight", (*path, "kernel"), "linear", n_in, **kw)]
+  return specs + ([TensorSpec(f"{hf}.bias", (*path, "bias"), "bias", **kw)] if bias else [])
 
 
-def _norm(hf: str, path: tuple[str, ...]) -> list[TensorSpec]:
-  return [
-    TensorSpec(f"{hf}.weight", (*path, "scale"), "plain"),
-    TensorSpec(f"{hf}.bias", (*path, "bias"), "plain"),
-  ]
+def norm(hf: str, path: tuple[str, ...], *, bias: bool = True, **kw) -> list[TensorSpec]:
+  """A torch LayerNorm `hf` (weight, bias) <-> a Flax LayerNorm at `path` (scale, bias)."""
+  specs = [TensorSpec(f"{hf}.weight", (*path, "scale"), "plain", **kw)]
+  return specs + ([TensorSpec(f"{hf}.bias", (*path, "bias"), "plain", **kw)] if bias else [])
+
+
+def unstored(path: tuple[str, ...], fill: float) -> TensorSpec:
+  """A leaf at `path` that no HF checkpoint holds: loaded as `fill` everywhere, never saved."""
+  return TensorSpec("", path, "unstored", fill=fill)
+
+
+def embedding(hf: str, path: tuple[str, ...], **kw) -> list[TensorSpec]:
+  """A torch Embedding `hf` <-> a Flax Embed at `path`."""
+  return [TensorSpec(f"{hf}.weight", (*path, "embedding"), "plain", **kw)]
 
 
 def tensor_specs(config: ModelConfig) -> list[TensorSpec]:
-  """Every tensor of `<Type>ForSequenceClassification` and its place in our tree."""
-  emb = ("encoder", "embeddings")
-  specs = [
-    TensorSpec(
-      "embeddings.word_embeddings.weight", (*emb, "word_embeddings", "embedding"), "plain"
-    ),
-    TensorSpec(
-      "embeddings.position_embeddings.weight",
-      (*emb, "position_embeddings", "embedding"),
-      "plain",
-    ),
-    TensorSpec(
-      "embeddings.token_type_embeddings.weight",
-      (*emb, "token_type_embeddings", "embedding"),
-      "plain",
-    ),
-    *_norm("embeddings.LayerNorm", (*emb, "layer_norm")),
-  ]
-  for i in range(config.num_hidden_layers):
-    hf, ours = f"encoder.layer.{i}", ("encoder", f"layer_{i}")
-    for name in ("query", "key", "value"):
-      specs += _linear(f"{hf}.attention.self.{name}", (*ours, "attention", name))
-    specs += _linear(f"{hf}.attention.output.dense", (*ours, "attention", "output"), n_in=2)
-    specs += _norm(f"{hf}.attention.output.LayerNorm", (*ours, "attention_norm"))
-    specs += _linear(f"{hf}.intermediate.dense", (*ours, "intermediate"))
-    specs += _linear(f"{hf}.output.dense", (*ours, "output"))
-    specs += _norm(f"{hf}.output.LayerNorm", (*ours, "output_norm"))
-  if config.model_type == "bert":
-    specs += _linear("pooler.dense", ("head", "pooler"), in_head=True)
-    specs += _linear("classifier", ("head", "classifier"), prefixed=False, in_head=True)
-  else:
-    specs += _linear("classifier.dense", ("head", "dense"), prefixed=False, in_head=True)
-    specs += _linear("classifier.out_proj", ("head", "out_proj"), prefixed=False, in_head=True)
-  return specs
+  """Every tensor of the family's sequence classifier and its place in our tree."""
+  return registry.get(config.model_type).tensor_specs(config)
 
 
 def _canonical_name(name: str) -> str:
@@ -194,7 +183,7 @@ def from_hf(
   Raises:
     ValueError: a tensor has the wrong shape, or an encoder tensor is missing.
   """
-  base = config.model_type + "."
+  base = registry.get(config.model_type).hf_prefix + "."
   canonical = {_canonical_name(k): k for k in tensors}
   has_prefix = any(k.startswith(base) for k in canonical)
   used: set[str] = set()
@@ -204,6 +193,10 @@ def from_hf(
   bad_shapes: list[str] = []
   head_mismatch = False
   for spec in tensor_specs(config):
+    if spec.kind == "unstored":
+      shape = tuple(_get(shapes, spec.path).shape)
+      _set(params, spec.path, np.full(shape, spec.fill, np.float32))
+      continue
     saved_name = (base if spec.prefixed else "") + spec.hf_name
     name = (base if spec.prefixed and has_prefix else "") + spec.hf_name
     if name not in canonical or (spec.in_head and skip_head):
@@ -218,7 +211,7 @@ def from_hf(
     shape = tuple(_get(shapes, spec.path).shape)
     expected = spec.hf_shape(shape)
     if tuple(tensor.shape) != expected:
-      head_mismatch = head_mismatch or (spec.in_head and not spec.hf_name.startswith("pooler"))
+      head_mismatch = head_mismatch or spec.per_label
       bad_shapes.append(f"tensor {original!r} has shape {tuple(tensor.shape)}, expected {expected}")
       continue
     _set(params, spec.path, spec.to_ours(tensor, shape))
@@ -335,14 +328,16 @@ def unstack_layers(params: Mapping) -> dict:
 
 
 def to_hf(params: Mapping, config: ModelConfig) -> dict[str, np.ndarray]:
-  """Our params tree -> HF `<Type>ForSequenceClassification` tensors (float32 numpy).
+  """Our params tree -> the HF sequence classifier's tensors (float32 numpy).
 
   `params` may be per-layer or stacked (`scan_layers=True`); stacked layers are unstacked.
   """
-  base = config.model_type + "."
+  base = registry.get(config.model_type).hf_prefix + "."
   params = unstack_layers(params)
   out = {}
   for spec in tensor_specs(config):
+    if spec.kind == "unstored":
+      continue
     try:
       leaf = np.asarray(_get(params, spec.path), dtype=np.float32)
     except KeyError as e:

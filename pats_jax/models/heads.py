@@ -1,13 +1,21 @@
-"""Sequence-classification heads of BERT and RoBERTa, as in transformers.
+"""Sequence-classification heads on the first token, as in transformers, and their initialisation.
 
-  BERT:     logits = Dropout(tanh(h_[CLS] W_p + b_p)) W_c + b_c        (pooler, classifier)
-  RoBERTa:  logits = Dropout(tanh(Dropout(h_<s>) W_d + b_d)) W_o + b_o  (dense, out_proj)
+  PoolerHead (BERT):                logits = Dropout(tanh(h_0 W_p + b_p)) W_c + b_c
+                                    (pooler, classifier)
+  TwoLayerHead (RoBERTa, ELECTRA):  logits = Dropout(act(Dropout(h_0) W_d + b_d)) W_o + b_o
+                                    (dense, out_proj; act = tanh for RoBERTa, gelu for ELECTRA)
 
-`num_labels == 1` gives one output, used as a regression score (STS-B). New heads are
-initialised like HF: kernels from N(0, initializer_range²), biases zero.
+h_0 is the first token's last hidden state. `num_labels == 1` gives one output, used as a
+regression score (STS-B). Dropout is the config's `head_dropout`. New heads are initialised
+like HF: kernels from N(0, initializer_range²), biases zero.
+
+A family's head is built as `head(config, dtype, param_dtype)` and called as
+`head(hidden [batch, L, E], attention_mask [batch, L], deterministic=...)`; these heads ignore
+the mask (a pooling head would use it).
 
 References:
-  transformers' `BertForSequenceClassification` and `RobertaClassificationHead`.
+  transformers' `BertForSequenceClassification`, `RobertaClassificationHead` and
+  `ElectraClassificationHead`.
 """
 
 from __future__ import annotations
@@ -18,74 +26,71 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from pats_jax.models import convert, layers, registry
 from pats_jax.models import sharding as sh
 from pats_jax.models.config import ModelConfig
 
 Dtype = Any
 
 
-def _dense(config: ModelConfig, features: int, axes: tuple[str, str], dtype, param_dtype, name):
-  return nn.Dense(
-    features,
-    dtype=dtype,
-    param_dtype=param_dtype,
-    kernel_init=nn.with_logical_partitioning(
-      nn.initializers.normal(config.initializer_range), axes
-    ),
-    bias_init=nn.with_logical_partitioning(nn.initializers.zeros_init(), axes[1:]),
-    name=name,
-  )
-
-
-class BertClassificationHead(nn.Module):
-  """BERT pooler (dense + tanh on [CLS]), dropout and the linear classifier."""
+class PoolerHead(nn.Module):
+  """BERT's pooler (dense + tanh on the first token), dropout and the linear classifier."""
 
   config: ModelConfig
   dtype: Dtype = jnp.float32
   param_dtype: Dtype = jnp.float32
 
   @nn.compact
-  def __call__(self, hidden: jax.Array, deterministic: bool = True) -> jax.Array:
+  def __call__(self, hidden: jax.Array, attention_mask=None, deterministic: bool = True):
     cfg = self.config
-    pooled = _dense(
-      cfg, cfg.hidden_size, (sh.EMBED, sh.POOLED), self.dtype, self.param_dtype, "pooler"
-    )(hidden[:, 0])
+    kw = dict(stddev=cfg.initializer_range, dtype=self.dtype, param_dtype=self.param_dtype)
+    pooled = layers.dense(cfg.hidden_size, (sh.EMBED, sh.POOLED), name="pooler", **kw)(hidden[:, 0])
     pooled = nn.Dropout(cfg.head_dropout)(jnp.tanh(pooled), deterministic=deterministic)
-    return _dense(
-      cfg, cfg.num_labels, (sh.EMBED, sh.CLASSES), self.dtype, self.param_dtype, "classifier"
-    )(pooled)
+    return layers.dense(cfg.num_labels, (sh.EMBED, sh.CLASSES), name="classifier", **kw)(pooled)
 
 
-class RobertaClassificationHead(nn.Module):
-  """RoBERTa head: dropout, dense + tanh on <s>, dropout, output projection."""
+class TwoLayerHead(nn.Module):
+  """Dropout, dense + `activation` on the first token, dropout, output projection."""
 
   config: ModelConfig
   dtype: Dtype = jnp.float32
   param_dtype: Dtype = jnp.float32
+  activation: str = "tanh"
 
   @nn.compact
-  def __call__(self, hidden: jax.Array, deterministic: bool = True) -> jax.Array:
+  def __call__(self, hidden: jax.Array, attention_mask=None, deterministic: bool = True):
     cfg = self.config
+    kw = dict(stddev=cfg.initializer_range, dtype=self.dtype, param_dtype=self.param_dtype)
     drop = nn.Dropout(cfg.head_dropout)
     x = drop(hidden[:, 0], deterministic=deterministic)
-    x = _dense(cfg, cfg.hidden_size, (sh.EMBED, sh.POOLED), self.dtype, self.param_dtype, "dense")(
-      x
-    )
-    x = drop(jnp.tanh(x), deterministic=deterministic)
-    return _dense(
-      cfg, cfg.num_labels, (sh.EMBED, sh.CLASSES), self.dtype, self.param_dtype, "out_proj"
-    )(x)
+    x = layers.dense(cfg.hidden_size, (sh.EMBED, sh.POOLED), name="dense", **kw)(x)
+    x = drop(layers.activation(self.activation)(x), deterministic=deterministic)
+    return layers.dense(cfg.num_labels, (sh.EMBED, sh.CLASSES), name="out_proj", **kw)(x)
 
 
-def make_head(config: ModelConfig, dtype: Dtype, param_dtype: Dtype, name: str | None = None):
-  """The classification head module of `config.model_type`."""
-  cls = {"bert": BertClassificationHead, "roberta": RobertaClassificationHead}[config.model_type]
-  return cls(config, dtype, param_dtype, name=name)
+def pooler_head_specs() -> list[convert.TensorSpec]:
+  """HF names of `PoolerHead`'s tensors: `<prefix>.pooler.dense`, `classifier`."""
+  return [
+    *convert.linear("pooler.dense", ("head", "pooler"), in_head=True),
+    *convert.linear(
+      "classifier", ("head", "classifier"), prefixed=False, in_head=True, per_label=True
+    ),
+  ]
+
+
+def two_layer_head_specs() -> list[convert.TensorSpec]:
+  """HF names of `TwoLayerHead`'s tensors: `classifier.dense`, `classifier.out_proj`."""
+  head = {"prefixed": False, "in_head": True}
+  return [
+    *convert.linear("classifier.dense", ("head", "dense"), **head),
+    *convert.linear("classifier.out_proj", ("head", "out_proj"), per_label=True, **head),
+  ]
 
 
 def init_head(config: ModelConfig, seed: int, param_dtype: Dtype = jnp.float32) -> dict:
-  """Freshly initialised head parameters (plain dict) from `seed`."""
-  head = make_head(config, jnp.float32, param_dtype)
+  """Freshly initialised parameters (plain dict) of the family's head, from `seed`."""
+  head = registry.get(config.model_type).head(config, jnp.float32, param_dtype)
   hidden = jnp.zeros((1, 1, config.hidden_size), jnp.float32)
-  variables = head.init(jax.random.key(seed), hidden, deterministic=True)
+  mask = jnp.ones((1, 1), jnp.int32)
+  variables = head.init(jax.random.key(seed), hidden, mask, deterministic=True)
   return nn.meta.unbox(variables["params"])

@@ -8,7 +8,9 @@ the short names onto them).
 
 The values are those of each repository's config.json on the Hugging Face hub
 (sentence-transformers/all-MiniLM-L6-v2, google-bert/bert-base-uncased,
-google-bert/bert-large-uncased, FacebookAI/roberta-base, FacebookAI/roberta-large).
+google-bert/bert-large-uncased, FacebookAI/roberta-base, FacebookAI/roberta-large,
+google/electra-base-discriminator, google/electra-large-discriminator,
+answerdotai/ModernBERT-base, answerdotai/ModernBERT-large).
 """
 
 from __future__ import annotations
@@ -35,6 +37,24 @@ _ROBERTA_BASE = {
   "pad_token_id": 1,
 }
 _LARGE = {"hidden_size": 1024, "num_hidden_layers": 24, "num_attention_heads": 16}
+_MODERNBERT_BASE = {
+  "model_type": "modernbert",
+  "vocab_size": 50368,
+  "hidden_size": 768,
+  "num_hidden_layers": 22,
+  "num_attention_heads": 12,
+  "intermediate_size": 1152,
+  "max_position_embeddings": 8192,
+  "global_attn_every_n_layers": 3,
+  "local_attention": 128,
+  "global_rope_theta": 160000.0,
+  "local_rope_theta": 10000.0,
+  "pad_token_id": 50283,
+  "bos_token_id": 50281,
+  "eos_token_id": 50282,
+  "cls_token_id": 50281,
+  "sep_token_id": 50282,
+}
 
 # config.json fields (those that fix the shapes) of known hub repositories.
 KNOWN_CONFIGS: dict[str, dict[str, Any]] = {
@@ -48,6 +68,26 @@ KNOWN_CONFIGS: dict[str, dict[str, Any]] = {
   "google-bert/bert-large-uncased": {**_BERT_BASE, **_LARGE, "intermediate_size": 4096},
   "FacebookAI/roberta-base": _ROBERTA_BASE,
   "FacebookAI/roberta-large": {**_ROBERTA_BASE, **_LARGE, "intermediate_size": 4096},
+  "google/electra-base-discriminator": {
+    **_BERT_BASE,
+    "model_type": "electra",
+    "embedding_size": 768,
+  },
+  "google/electra-large-discriminator": {
+    **_BERT_BASE,
+    **_LARGE,
+    "model_type": "electra",
+    "embedding_size": 1024,
+    "intermediate_size": 4096,
+  },
+  "answerdotai/ModernBERT-base": _MODERNBERT_BASE,
+  "answerdotai/ModernBERT-large": {
+    **_MODERNBERT_BASE,
+    "hidden_size": 1024,
+    "num_hidden_layers": 28,
+    "num_attention_heads": 16,
+    "intermediate_size": 2624,
+  },
 }
 
 

@@ -1,4 +1,4 @@
-"""`load` a Hugging Face BERT/RoBERTa checkpoint into our Flax classifier; `save_pretrained`.
+"""`load` a Hugging Face checkpoint into our Flax classifier; `save_pretrained`.
 
 `load` reads config.json, the weights and the tokenizer, maps the tensors onto our
 parameter tree (`convert.py`), initialises a missing classification head from `seed`,
@@ -27,8 +27,9 @@ import numpy as np
 
 from pats_jax.models import checkpoint_io, convert, heads, hub
 from pats_jax.models._transformers import import_transformers
-from pats_jax.models.bert import ATTENTION_CHOICES, SequenceClassifier
+from pats_jax.models.classifier import SequenceClassifier
 from pats_jax.models.config import ModelConfig
+from pats_jax.models.layers import ATTENTION_CHOICES
 
 logger = logging.getLogger(__name__)
 
@@ -108,7 +109,7 @@ def load(
   reinit_head: bool = False,
   cache_dir: str | None = None,
 ) -> Pretrained:
-  """Loads a BERT or RoBERTa checkpoint as a Flax sequence classifier.
+  """Loads a checkpoint of a supported family (`SUPPORTED_MODEL_TYPES`) as a Flax classifier.
 
   Args:
     name_or_path: a local folder with config.json and model.safetensors (or

@@ -12,9 +12,10 @@ those names onto the mesh axes `"data"`, `"fsdp"` and `"tensor"`:
 
 Use with `nn.logical_to_mesh_sharding(logical_axes(pretrained), mesh, axis_rules(...))`.
 
-Activations are pinned too (`constrain`): the hidden states `[batch, length, embed]` are split
-by rows only, the attention heads and MLP activations also over "tensor". Without these
-constraints XLA's sharding propagation carries a parameter's "embed" sharding into the
+Activations are pinned too (`constrain`): the hidden states `[batch, length, embed]` that
+the embeddings give and every layer passes to the next are split by rows only (`HIDDEN_AXES`,
+`constrain_hidden`; `stack.run_layers` and `layers.GatheredEmbed` apply it for every family).
+Without these constraints XLA's sharding propagation carries a parameter's "embed" sharding into the
 activations it multiplies (a LayerNorm scale, an embedding table), and the partitioner then
 has to move rows-split activations to embed-split ones, which it can only do by replicating
 them ("Involuntary full rematerialization"). The constraints apply while
@@ -57,9 +58,14 @@ VOCAB = "vocab"
 POSITIONS = "positions"
 TOKEN_TYPES = "token_types"
 EMBED = "embed"
+# Input side of a projection into "embed" from factorised embeddings (ELECTRA-small's
+# embeddings_project, [embedding_size, hidden_size]); replicated.
+EMBED_IN = "embed_in"
 HEADS = "heads"
 KV = "kv"
 MLP = "mlp"
+# Projections computed in one matmul (fused query/key/value, a gated MLP's input and gate).
+FUSED = "fused"
 POOLED = "pooled"
 CLASSES = "classes"
 # Leading axis of stacked layer parameters (`scan_layers=True`); never sharded.
@@ -87,19 +93,20 @@ def axis_rules(*, fsdp: bool, tensor: bool = False) -> tuple[tuple[str, str | tu
     (POSITIONS, None),
     (TOKEN_TYPES, None),
     (EMBED, "fsdp" if fsdp else None),
+    (EMBED_IN, None),
     (HEADS, shard_tensor),
     (KV, None),
     (MLP, shard_tensor),
+    (FUSED, None),
     (POOLED, None),
     (CLASSES, None),
     (LAYERS, None),
   )
 
 
-# Logical names of the activations the model pins (`constrain`); None: never split.
+# Logical names of the hidden states `[batch, length, E]` the model pins (`constrain`): rows
+# split, the model dimension never (None).
 HIDDEN_AXES = (BATCH, LENGTH, None)
-HEADS_AXES = (BATCH, LENGTH, HEADS, KV)
-MLP_AXES = (BATCH, LENGTH, MLP)
 
 
 # The (mesh, rules) of the enclosing `activation_sharding`, None outside one.
@@ -128,6 +135,13 @@ def constrain(x: jax.Array, names: tuple[str | None, ...]) -> jax.Array:
   mesh, rules = context
   spec = nn.logical_to_mesh_axes(names, rules)
   return jax.lax.with_sharding_constraint(x, NamedSharding(mesh, spec))
+
+
+def constrain_hidden(tree: Any) -> Any:
+  """`tree` with every `[batch, length, E]` array leaf pinned to `HIDDEN_AXES` (`constrain`);
+  other leaves (a layer index, a mask) unchanged. What a layer passes to the next."""
+  pin = lambda leaf: constrain(leaf, HIDDEN_AXES) if jnp.ndim(leaf) == 3 else leaf
+  return jax.tree.map(pin, tree)
 
 
 def logical_axes(pretrained: Pretrained) -> dict:

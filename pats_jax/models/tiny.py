@@ -1,9 +1,10 @@
 """Tiny random Hugging Face checkpoints, written without torch or downloads.
 
 `write_tiny_checkpoint` writes config.json, model.safetensors and tokenizer files in the Hugging
-Face folder layout for a BERT or RoBERTa of a few thousand parameters (`tiny_config`). Tests,
-benchmarks and quick runs (`--config.model=tiny-bert` / `tiny-roberta`, as in `configs/tiny.py`)
-load it like any downloaded checkpoint.
+Face folder layout for a model of any registered family (`registry.model_types()`) with a few
+thousand parameters (`tiny_config`, the family's `Family.tiny_config`). Tests, benchmarks and
+quick runs (`--config.model=tiny-bert`, `tiny-roberta`, `tiny-electra`, `tiny-modernbert`, as in
+`configs/tiny.py`) load it like any downloaded checkpoint.
 """
 
 from __future__ import annotations
@@ -16,9 +17,9 @@ import flax.linen as nn
 import jax
 import numpy as np
 
-from pats_jax.models import checkpoint_io, convert
+from pats_jax.models import checkpoint_io, convert, registry
 from pats_jax.models._transformers import import_transformers
-from pats_jax.models.bert import SequenceClassifier
+from pats_jax.models.classifier import SequenceClassifier
 from pats_jax.models.config import ModelConfig
 
 # Whole-word tokens of the tiny WordPiece vocabulary: the words of the synthetic GLUE folder
@@ -36,32 +37,20 @@ _MAX_LENGTH = 64
 
 
 def tiny_config(model_type: str = "bert", **overrides) -> dict:
-  """A small HF config.json dict for `model_type` ("bert" or "roberta")."""
-  pad = 0 if model_type == "bert" else 1
-  hf = {
-    "model_type": model_type,
-    "vocab_size": 128,
-    "hidden_size": 32,
-    "num_hidden_layers": 2,
-    "num_attention_heads": 4,
-    "intermediate_size": 37,
-    "hidden_act": "gelu",
-    "hidden_dropout_prob": 0.1,
-    "attention_probs_dropout_prob": 0.1,
-    "max_position_embeddings": 64 + pad + 1,
-    "type_vocab_size": 2 if model_type == "bert" else 1,
-    "initializer_range": 0.02,
-    "layer_norm_eps": 1e-12 if model_type == "bert" else 1e-5,
-    "pad_token_id": pad,
-    "bos_token_id": 0,
-    "eos_token_id": 2,
-  }
-  hf.update(overrides)
-  return hf
+  """A small HF config.json dict for `model_type` (a registered family), with `overrides`."""
+  return _family(model_type).tiny_config(**overrides)
 
 
-def _write_wordpiece_vocab(out: pathlib.Path, vocab_size: int) -> None:
-  """vocab.txt + tokenizer_config.json: AutoTokenizer builds a BERT WordPiece from them."""
+def _family(model_type: str) -> registry.Family:
+  family = registry.find(model_type)
+  if family is None:
+    raise ValueError(f"model_type={model_type!r}; expected one of {registry.model_types()}")
+  return family
+
+
+def _write_wordpiece_vocab(out: pathlib.Path, vocab_size: int) -> int:
+  """vocab.txt + tokenizer_config.json (AutoTokenizer builds a BERT WordPiece from them) with
+  `vocab_size` entries; returns `vocab_size`."""
   special = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
   letters = [chr(c) for c in range(ord("a"), ord("z") + 1)]
   pieces = special + letters + [f"##{c}" for c in letters] + list(".,!?'") + list(_WORDS)
@@ -74,10 +63,12 @@ def _write_wordpiece_vocab(out: pathlib.Path, vocab_size: int) -> None:
     "model_max_length": _MAX_LENGTH,
   }
   (out / "tokenizer_config.json").write_text(json.dumps(tokenizer_config, indent=2) + "\n")
+  return vocab_size
 
 
-def _write_byte_level_bpe(out: pathlib.Path) -> int:
-  """A RoBERTa byte-level BPE trained on `_WORDS` (tokenizer files); returns its size.
+def _write_byte_level_bpe(out: pathlib.Path, vocab_size: int) -> int:
+  """A RoBERTa byte-level BPE trained on `_WORDS` (tokenizer files); returns the model's
+  vocabulary size, `vocab_size` raised to the tokenizer's size.
 
   Byte-level BPE starts from the 256 byte symbols, so the vocabulary has at least 261 entries.
   """
@@ -102,7 +93,11 @@ def _write_byte_level_bpe(out: pathlib.Path) -> int:
   tokenizer = transformers.RobertaTokenizerFast(vocab=bpe.get_vocab(), merges=merges)
   tokenizer.model_max_length = _MAX_LENGTH
   tokenizer.save_pretrained(str(out))
-  return len(tokenizer)
+  return max(vocab_size, len(tokenizer))
+
+
+# `Family.tiny_tokenizer` -> writer(folder, vocab_size) -> the vocabulary size the model needs.
+_TOKENIZER_WRITERS = {"wordpiece": _write_wordpiece_vocab, "byte_level_bpe": _write_byte_level_bpe}
 
 
 def write_tiny_checkpoint(
@@ -122,28 +117,28 @@ def write_tiny_checkpoint(
 
   Args:
     out_dir: folder to write (created).
-    model_type: "bert" or "roberta".
+    model_type: a registered family ("bert", "roberta", "electra", ...).
     num_labels: outputs of the classification head.
     seed: seed of the random weights.
-    with_head: include the classification head tensors (without, a loader must
-      initialise it, as for a bare encoder such as all-MiniLM-L6-v2).
-    tokenizer: write a tokenizer: a WordPiece of `vocab_size` entries for BERT (needs
-      vocab_size >= 100), a byte-level BPE for RoBERTa (vocab_size is raised to its size).
+    with_head: include the classification head tensors outside the encoder (without, a
+      loader must initialise them, as for a bare encoder such as all-MiniLM-L6-v2).
+    tokenizer: write the family's tokenizer (`Family.tiny_tokenizer`): a WordPiece of
+      `vocab_size` entries (needs vocab_size >= 100), or a byte-level BPE (RoBERTa;
+      vocab_size is raised to its size).
     **config_overrides: config.json keys to change (e.g. hidden_act="relu").
 
   Returns:
     The folder.
 
   Raises:
-    ValueError: `model_type` is neither "bert" nor "roberta".
+    ValueError: `model_type` is not a registered family.
   """
-  if model_type not in ("bert", "roberta"):
-    raise ValueError(f"model_type={model_type!r}; expected 'bert' or 'roberta'")
+  family = _family(model_type)
   out = pathlib.Path(out_dir)
   out.mkdir(parents=True, exist_ok=True)
-  hf = tiny_config(model_type, **config_overrides)
-  if tokenizer and model_type == "roberta":
-    hf["vocab_size"] = max(hf["vocab_size"], _write_byte_level_bpe(out))
+  hf = family.tiny_config(**config_overrides)
+  if tokenizer:
+    hf["vocab_size"] = _TOKENIZER_WRITERS[family.tiny_tokenizer](out, hf["vocab_size"])
   config = ModelConfig.from_hf_dict(hf, num_labels=num_labels)
   module = SequenceClassifier(config)
   shapes = nn.meta.unbox(
@@ -153,10 +148,9 @@ def write_tiny_checkpoint(
   params = jax.tree.map(lambda s: rng.normal(0.0, 0.2, s.shape).astype(np.float32), shapes)
   tensors = convert.to_hf(params, config)
   if not with_head:
-    tensors = {k: v for k, v in tensors.items() if not k.startswith("classifier")}
+    task_head = {s.hf_name for s in convert.tensor_specs(config) if s.in_head and not s.prefixed}
+    tensors = {k: v for k, v in tensors.items() if k not in task_head}
   checkpoint_io.write_safetensors(tensors, out / "model.safetensors")
   hf_out = config.to_hf_dict()
   (out / "config.json").write_text(json.dumps(hf_out, indent=2, sort_keys=True) + "\n")
-  if tokenizer and model_type == "bert":
-    _write_wordpiece_vocab(out, config.vocab_size)
   return out

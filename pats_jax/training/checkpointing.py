@@ -29,6 +29,7 @@ process inside a save; unset, it does nothing.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import pathlib
@@ -37,6 +38,7 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import jax
@@ -337,22 +339,60 @@ def _preemption_service_running() -> bool:
     return bool(jax.config.jax_enable_preemption_service)
 
 
-class PreemptionFlag:
-  """Tells the loop at which step to write a checkpoint and exit after a SIGTERM.
+class Preempted(BaseException):
+  """A SIGTERM stopped the run at a point where stopping at once loses nothing.
 
-  One process: SIGTERM sets a flag (a handler installed in the main thread only; `close()`
-  restores the previous one) and `reached(step)` is true from the next step on. Several
-  processes (a pod slice): the notice may reach the hosts at different steps while saving
-  a checkpoint is collective, so they must agree on one step. JAX's preemption service
-  (started by `jax.distributed.initialize`; it catches SIGTERM itself, so no Python handler
-  is installed) propagates the notice and picks the step after the furthest host's;
-  `reached(step)` asks it through `multihost_utils.reached_preemption_sync_point`, which every
-  process calls at every step with the same step ids.
+  Raised by `PreemptionFlag` while `interrupt_at_once(True)` holds or inside `interrupting()`:
+  a `BaseException`, like `KeyboardInterrupt`, so that no `except Exception` on the way
+  swallows it.
+  """
+
+
+class PreemptionFlag:
+  """Turns a SIGTERM into a checkpoint and a clean exit (a context manager).
+
+  One process: from `start()` on, a SIGTERM handler (installed in the main thread only; `close()`
+  restores the previous one) acts by what the run is doing:
+
+  - where stopping loses nothing and leaves no file half-written (start-up: loading,
+    tokenising, compiling, restoring; an evaluation or prediction, which changes no state;
+    `interrupt_at_once(True)` and `interrupting()` mark these) it raises `Preempted` at once,
+    so the run stops within moments;
+  - elsewhere (taking the workdir's lock, a training step, writing a checkpoint or a file) it
+    only sets a flag, and `reached(step)` is true from the next step on: the loop then saves
+    and exits. Entering `interrupting()` with the flag set raises `Preempted` at once.
+
+  The handler raises at most once; a later SIGTERM only sets the flag.
+
+  Several processes (a pod slice): the notice may reach the hosts at different steps while
+  saving a checkpoint is collective, so they must agree on one step. JAX's preemption service
+  (started by `jax.distributed.initialize`; it catches SIGTERM itself, so no Python handler is
+  installed and nothing is raised) propagates the notice and picks the step after the furthest
+  host's; `reached(step)` asks it through `multihost_utils.reached_preemption_sync_point`, which
+  every process calls at every step with the same step ids. A notice during start-up is acted
+  on at the first step.
   """
 
   def __init__(self):
     self._event = threading.Event()
     self._previous = None
+    self._installed = False
+    self._coordinated: bool | None = False
+    self._interrupt = False
+
+  def __enter__(self) -> PreemptionFlag:
+    return self
+
+  def __exit__(self, *exc_info: Any) -> None:
+    self.close()
+
+  def start(self) -> None:
+    """Starts listening (after `jax.distributed.initialize`); a SIGTERM only sets the flag until
+    `interrupt_at_once(True)`.
+
+    Called once the process count is known: before it a SIGTERM ends the process, which has
+    written nothing yet.
+    """
     self._coordinated = jax.process_count() > 1
     if self._coordinated:
       if not _preemption_service_running():
@@ -363,11 +403,35 @@ class PreemptionFlag:
         self._coordinated = None
     elif threading.current_thread() is threading.main_thread():
       self._previous = signal.signal(signal.SIGTERM, self._handle)
+      self._installed = True
 
   def _handle(self, signum: int, frame: Any) -> None:
     del signum, frame
-    logging.warning("SIGTERM received: saving a checkpoint, then exiting.")
     self._event.set()
+    if self._interrupt:
+      self._interrupt = False
+      logging.warning("SIGTERM received: stopping now.")
+      raise Preempted("SIGTERM")
+    logging.warning("SIGTERM received: stopping after the step under way, with a checkpoint.")
+
+  def interrupt_at_once(self, enabled: bool) -> None:
+    """Whether a SIGTERM from now on raises `Preempted` at once, or only sets the flag.
+
+    Raises:
+      Preempted: `enabled` while a SIGTERM has already arrived.
+    """
+    if enabled and self._event.is_set() and self._installed:
+      raise Preempted("SIGTERM")
+    self._interrupt = enabled and self._installed
+
+  @contextlib.contextmanager
+  def interrupting(self) -> Iterator[None]:
+    """A block (an evaluation, a prediction) that a SIGTERM stops at once with `Preempted`."""
+    self.interrupt_at_once(True)
+    try:
+      yield
+    finally:
+      self._interrupt = False
 
   def reached(self, step: int) -> bool:
     """True when the loop should save after `step` and exit; call it at every step."""
@@ -382,6 +446,8 @@ class PreemptionFlag:
 
   def close(self) -> None:
     """Restores the SIGTERM handler that was there before."""
-    if self._previous is not None:
-      signal.signal(signal.SIGTERM, self._previous)
+    self._interrupt = False
+    if self._installed:  # None: a handler not set from Python; the default is the closest.
+      signal.signal(signal.SIGTERM, signal.SIG_DFL if self._previous is None else self._previous)
+      self._installed = False
       self._previous = None

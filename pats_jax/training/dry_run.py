@@ -25,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import math
 import pathlib
 import tempfile
 import time
@@ -38,7 +39,7 @@ import ml_collections
 import pats_jax.data as data_lib
 from pats_jax import models
 from pats_jax.models import known, loader
-from pats_jax.models.bert import SequenceClassifier
+from pats_jax.models.classifier import SequenceClassifier
 from pats_jax.models.config import ModelConfig
 from pats_jax.models.flops import train_step_flops
 from pats_jax.training import compiled_program, sharding, sources, steps, tpu_slices, validate
@@ -281,6 +282,13 @@ def compile_run(run: AbstractRun, names: Iterable[str] = STEP_NAMES) -> dict[str
   return compiled
 
 
+def statistics_interval(config: ml_collections.ConfigDict) -> int:
+  """The steps between two PATS-statistics steps of the trainer: it computes them on the
+  logged steps (multiples of `log_every_steps`) that are multiples of `pats_stats_every_steps`,
+  so on the multiples of their least common multiple (and on the last step)."""
+  return math.lcm(config.log_every_steps, config.pats_stats_every_steps)
+
+
 def train_step_mfu(run: AbstractRun, seconds: float) -> float:
   """The model FLOPs utilisation of a train step taking `seconds`, against the bf16 peak."""
   flops = train_step_flops(
@@ -423,10 +431,12 @@ def run(config: ml_collections.ConfigDict, slice_name: str, *, out: Callable = p
         need = f"the {_TITLES[name]} needs {_bytes(step.stats.memory.total)} per chip"
         raise _does_not_fit(abstract, f"{need}, a chip has {_bytes(hbm)} of HBM")
   if "pats_stats" in estimated:
-    every = config.log_every_steps
+    every = statistics_interval(config)
     per_step = estimated["train"] + estimated["pats_stats"] / every
     out(
-      f"A training step with the PATS statistics logged every {every} step(s) "
-      f"(log_every_steps): {per_step * 1e3:.3f} ms (compiler's estimate)."
+      f"A training step with the PATS statistics every {every} step(s) (the logged steps, "
+      f"log_every_steps={config.log_every_steps}, that are multiples of "
+      f"pats_stats_every_steps={config.pats_stats_every_steps}): {per_step * 1e3:.3f} ms "
+      "(compiler's estimate)."
     )
   out(f"Fits: the largest step needs {_bytes(largest)} of a chip's {_bytes(hbm)} HBM.")

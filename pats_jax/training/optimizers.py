@@ -17,8 +17,17 @@ over T optimizer updates, T_w = round(warmup_ratio * T). The methods (`config.me
 - `add_noise`: Gaussian gradient noise (`optax.add_noise`, Neelakantan et al. 2015) before AdamW.
 
 The PATS noise scale lambda_t is `noise_scale * lr(t) / lr_peak` (`noise_schedule="lr_shape"`,
-the default) or constant. Gradients are clipped to `grad_clip_norm` first; `apply_if_finite`
-skips non-finite updates; `grad_accum_steps > 1` wraps all in `optax.MultiSteps`.
+the default) or constant. Gradients are clipped to `grad_clip_norm` first; `grad_accum_steps > 1`
+wraps all in `optax.MultiSteps`. Both schedules are evaluated at the optimizer's own count of
+applied updates (`applied_updates`), which is also what the trainer logs.
+
+`config.apply_if_finite` is not an optax wrapper here: the train step skips a micro-step whose
+loss or gradients are not finite (`steps.make_train_step`), by the same test with which it
+counts such steps. `optax.apply_if_finite` would test the updates alone, so a finite loss with
+infinite gradients would be skipped without being counted, and under `optax.MultiSteps` it sees
+the accumulated mean, into which a NaN micro-batch has already entered for good (MultiSteps
+clears its accumulator by multiplying it by 0, and 0 * NaN = NaN), so every later update would
+be skipped.
 
 Models loaded with `model_config.scan_layers=True` hold each kind of layer weight of all L layers
 in one leaf `[L, ...]`. PATS and NoisyTune take their per-matrix numbers (`std(θ_W)`, the
@@ -48,6 +57,10 @@ PATS_VARIANTS = {
 # Every method `make_optimizer` builds, and the shapes of the PATS noise scale over steps.
 METHODS = ("plain", *PATS_VARIANTS, "noisytune", "sage", "add_noise")
 NOISE_SCHEDULES = ("lr_shape", "constant")
+# `jax.random` key implementations for the PATS noise (`config.pats.key_impl`): threefry2x32
+# (the default) draws the same noise on any device count; rbg and unsafe_rbg use the
+# accelerator's bit generator (docs/algorithm.md, "Random numbers").
+KEY_IMPLS = ("threefry2x32", "rbg", "unsafe_rbg")
 # `config.sage.scaled_leaves`: the leaves whose Adam step SAGE scales.
 SAGE_SCALED_LEAVES = {
   "encoder_linear": pats_jax.encoder_linear_mask,  # The encoder layers' linear layers.
@@ -187,7 +200,7 @@ def make_optimizer(config: ml_collections.ConfigDict, num_updates: int) -> Optim
       learning_rate,
       weight_decay=config.weight_decay,
       noise_scale=noise_scale,
-      key=jax.random.key(config.seed + 1),
+      key=jax.random.key(config.seed + 1, impl=config.pats.key_impl),
       b1=config.adam_b1,
       b2=config.adam_b2,
       eps=config.adam_eps,
@@ -223,10 +236,6 @@ def make_optimizer(config: ml_collections.ConfigDict, num_updates: int) -> Optim
 
   if config.grad_clip_norm > 0:
     tx = optax.chain(optax.clip_by_global_norm(config.grad_clip_norm), tx)
-  if config.apply_if_finite:
-    # The trainer stops after `max_consecutive_nonfinite` skipped steps; optax must never apply
-    # a non-finite update before that, so its own limit is out of reach.
-    tx = optax.apply_if_finite(tx, max_consecutive_errors=2**30)
   if config.grad_accum_steps > 1:
     tx = optax.MultiSteps(tx, every_k_schedule=config.grad_accum_steps).gradient_transformation()
   return Optimizer(
@@ -237,6 +246,36 @@ def make_optimizer(config: ml_collections.ConfigDict, num_updates: int) -> Optim
     num_updates=num_updates,
     layer_axis=axis,
   )
+
+
+def applied_updates(opt_state: Any) -> jax.Array:
+  """How many updates the optimizer has applied: the count its learning-rate schedule is at.
+
+  Every optimizer `make_optimizer` builds scales by its schedule through one optax
+  `ScaleByScheduleState`; its count moves once per applied update (once per `grad_accum_steps`
+  micro-steps under `optax.MultiSteps`, and not on a step the trainer skips). The next update
+  uses `learning_rate(count)` and, with PATS, `noise_scale(count)` (PATS's own count is the
+  same).
+
+  Args:
+    opt_state: the optimizer state (`Optimizer.tx.init` or a later one).
+
+  Returns:
+    The count, an int32 scalar.
+
+  Raises:
+    ValueError: `opt_state` holds no such count, or more than one.
+  """
+
+  def is_schedule(node: Any) -> bool:
+    return isinstance(node, optax.ScaleByScheduleState)
+
+  found = [node for node in jax.tree.leaves(opt_state, is_leaf=is_schedule) if is_schedule(node)]
+  if len(found) != 1:
+    raise ValueError(
+      f"the optimizer state holds {len(found)} learning-rate schedule counts; expected one"
+    )
+  return found[0].count
 
 
 def perturb_params(config: ml_collections.ConfigDict, params: Any) -> Any:

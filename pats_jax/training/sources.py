@@ -1,7 +1,8 @@
 """Where the model and the GLUE data of a run come from, and what to do when they cannot be found.
 
-Models are named (`all-MiniLM-L6-v2`, `bert-base-uncased`, `roberta-large`, ...) or given as a
-local Hugging Face folder; `tiny-bert` and `tiny-roberta` are random tiny models
+Models are named (`all-MiniLM-L6-v2`, `bert-base-uncased`, `roberta-large`, `electra-base`,
+`modernbert-base`, ...) or given as a local Hugging Face folder; `tiny-bert`, `tiny-roberta`,
+`tiny-electra` and `tiny-modernbert` are random tiny models
 (`pats_jax.models.tiny.write_tiny_checkpoint`) written into the workdir. GLUE data is a local
 `glue_data` folder (the layout of `download_glue_data.py` from
 https://github.com/nyu-mll/GLUE-baselines) given by `config.data.data_dir`, else found in
@@ -42,8 +43,18 @@ MODEL_HUB_IDS = {
   "bert-large": "google-bert/bert-large-uncased",
   "roberta-base": "FacebookAI/roberta-base",
   "roberta-large": "FacebookAI/roberta-large",
+  "electra-base": "google/electra-base-discriminator",
+  "electra-large": "google/electra-large-discriminator",
+  "modernbert-base": "answerdotai/ModernBERT-base",
+  "modernbert-large": "answerdotai/ModernBERT-large",
 }
-TINY_MODELS = {"tiny-bert": "bert", "tiny-roberta": "roberta"}
+# Random tiny models written into the workdir: name -> model_type.
+TINY_MODELS = {
+  "tiny-bert": "bert",
+  "tiny-roberta": "roberta",
+  "tiny-electra": "electra",
+  "tiny-modernbert": "modernbert",
+}
 TINY_DATA = "tiny"
 
 GLUE_HUB_DATASET = "nyu-mll/glue"
@@ -189,6 +200,8 @@ def model_help(name: str, source: str | None = None, cause: BaseException | None
     f"{'Or set' if minilm else 'Set'} --config.model to a local Hugging Face folder "
     "(config.json, model.safetensors, tokenizer files),",
     f"or let the run download hub id {source!r} from the Hugging Face hub{hub}.",
+    f"Named models: {', '.join(MODEL_HUB_IDS)}; random tiny ones (no download): "
+    f"{', '.join(TINY_MODELS)}.",
   ]
   return "\n  ".join(lines)
 

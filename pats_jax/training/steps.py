@@ -3,6 +3,21 @@
 Loss: softmax cross-entropy for classification, mean squared error for regression
 (`num_labels == 1`), averaged over the batch. Dropout draws its key from
 `fold_in(key(seed), step)`, so a resumed run draws the same masks as an uninterrupted one.
+
+Non-finite steps. A micro-step is finite when its loss and every element of its gradients are
+finite. This one test decides everything: the step is counted (`nonfinite_steps`,
+`consecutive_nonfinite`, which stop the run in the trainer), and with `skip_nonfinite`
+(`config.apply_if_finite`) it is skipped: the parameters and the whole optimizer state stay as
+they were (PATS EMAs and key, Adam's moments, the schedules' count and, with accumulation,
+`optax.MultiSteps`' accumulated gradient and micro-step count), so the next finite micro-batch
+takes the skipped one's place in the update. Without `skip_nonfinite` the update is applied
+and the trainer stops the run at the step.
+
+What is logged is what was applied. `learning_rate` and `noise_scale` are the schedules at the
+optimizer's own count of applied updates (`optimizers.applied_updates`) before the step: the
+values of the update this micro-step's gradients go into (the count moves once per applied
+update, not per micro-step, and not on a skipped step). A skipped step logs `skipped` = 1, an
+`update_norm` of 0, and the values of the next update, which it does not go into.
 """
 
 from __future__ import annotations
@@ -21,7 +36,6 @@ from jax.sharding import Mesh, NamedSharding
 import pats_jax
 from pats_jax import models
 from pats_jax.training import optimizers, sharding
-from pats_jax.training.optimizers import Optimizer
 
 
 class TrainState(NamedTuple):
@@ -31,8 +45,8 @@ class TrainState(NamedTuple):
     step: micro-steps done (int32 scalar); the data position and dropout key derive from it.
     params: the model parameters.
     opt_state: the whole optimizer state (PATS EMAs and key included).
-    nonfinite_steps: steps whose loss was not finite (int32 scalar).
-    consecutive_nonfinite: non-finite steps since the last finite one (int32 scalar).
+    nonfinite_steps: micro-steps whose loss or gradients were not finite (int32 scalar).
+    consecutive_nonfinite: non-finite micro-steps since the last finite one (int32 scalar).
   """
 
   step: jax.Array
@@ -77,14 +91,32 @@ def _apply(module: Any, params: Any, batch: dict[str, jax.Array], *, dropout_key
   )
 
 
+def all_finite(tree: Any) -> jax.Array:
+  """True (a bool scalar) when every element of every leaf of `tree` is finite."""
+  return jnp.all(jnp.stack([jnp.all(jnp.isfinite(leaf)) for leaf in jax.tree.leaves(tree)]))
+
+
 def make_train_step(
-  module: Any, optimizer: Optimizer, *, seed: int, regression: bool, grad_accum_steps: int
+  module: Any,
+  optimizer: optimizers.Optimizer,
+  *,
+  seed: int,
+  regression: bool,
+  skip_nonfinite: bool = False,
 ) -> Callable[[TrainState, dict], tuple[TrainState, dict]]:
   """Returns `train_step(state, batch) -> (state, metrics)` (not jitted).
 
-  Metrics: `loss`, `learning_rate` and `noise_scale` (of the update this step contributes to),
-  `grad_norm`, `param_norm`, `update_norm` (global L2 norms), `nonfinite_steps` and
-  `consecutive_nonfinite`.
+  Args:
+    module: the Flax model.
+    optimizer: the run's optimizer (`optimizers.make_optimizer`).
+    seed: the run's seed (dropout keys).
+    regression: a one-output regression head (squared error) instead of classes.
+    skip_nonfinite: leave the parameters and the optimizer state unchanged on a micro-step
+      whose loss or gradients are not finite (the module docstring).
+
+  Metrics: `loss`, `learning_rate` and `noise_scale` (of the update this micro-step goes into,
+  at the optimizer's own count), `grad_norm`, `param_norm`, `update_norm` (global L2 norms),
+  `skipped` (1 on a skipped micro-step), `nonfinite_steps` and `consecutive_nonfinite`.
   """
 
   def train_step(state: TrainState, batch: dict[str, jax.Array]) -> tuple[TrainState, dict]:
@@ -95,31 +127,47 @@ def make_train_step(
       return task_loss(logits, batch["labels"], regression=regression)
 
     loss, grads = jax.value_and_grad(loss_fn)(state.params)
-    updates, opt_state = optimizer.tx.update(grads, state.opt_state, state.params)
+    finite = jnp.isfinite(loss) & all_finite(grads)
+    count = optimizers.applied_updates(state.opt_state)  # Updates applied before this step.
+
+    def update(_: Any) -> tuple[Any, Any]:
+      return optimizer.tx.update(grads, state.opt_state, state.params)
+
+    def keep(_: Any) -> tuple[Any, Any]:
+      shapes = jax.eval_shape(update, None)[0]
+      return jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes), state.opt_state
+
+    if skip_nonfinite:
+      updates, opt_state = jax.lax.cond(finite, update, keep, None)
+      skipped = ~finite
+    else:
+      updates, opt_state = update(None)
+      skipped = jnp.zeros((), bool)
     params = optax.apply_updates(state.params, updates)
-    finite = jnp.isfinite(loss)
     nonfinite = state.nonfinite_steps + (~finite).astype(jnp.int32)
     consecutive = jnp.where(finite, 0, state.consecutive_nonfinite + 1)
-    update = state.step // grad_accum_steps
     metrics = {
       "loss": loss,
-      "learning_rate": optimizer.learning_rate(update),
+      "learning_rate": optimizer.learning_rate(count),
       "grad_norm": optax.tree.norm(grads),
       "param_norm": optax.tree.norm(params),
       "update_norm": optax.tree.norm(updates),
+      "skipped": skipped.astype(jnp.int32),
       "nonfinite_steps": nonfinite,
       "consecutive_nonfinite": consecutive,
     }
     if optimizer.noise_scale is not None:
-      metrics["noise_scale"] = optimizer.noise_scale(update)
+      metrics["noise_scale"] = optimizer.noise_scale(count)
     return TrainState(state.step + 1, params, opt_state, nonfinite, consecutive), metrics
 
   return train_step
 
 
-def make_pats_stats(optimizer: Optimizer, *, grad_accum_steps: int) -> Callable | None:
+def make_pats_stats(optimizer: optimizers.Optimizer) -> Callable | None:
   """Returns `pats_stats(state) -> dict` of `pats_jax.pats_statistics`, or None without PATS.
 
+  `noise_scale` is the schedule at PATS's own count minus one: that of the last update applied
+  (the value `train_step` logged for it), however many micro-steps or skipped steps there were.
   With stacked layers (`optimizer.layer_axis`) the statistics are those of the same layers held
   as separate leaves: the names and meanings do not depend on the layout.
   """
@@ -130,12 +178,10 @@ def make_pats_stats(optimizer: Optimizer, *, grad_accum_steps: int) -> Callable 
     pats_state = pats_jax.find_pats_state(state.opt_state)
     if pats_state is None:
       return {}
-    # The scale of the update just made (the one `train_step` logged as `noise_scale`).
-    noise_scale = optimizer.noise_scale(jnp.maximum(state.step - 1, 0) // grad_accum_steps)
     stats = pats_jax.pats_statistics(
       state.params,
       pats_state,
-      noise_scale=noise_scale,
+      noise_scale=optimizer.noise_scale,
       layer_axis=optimizer.layer_axis,
       **optimizer.pats_options,
     )
@@ -213,7 +259,7 @@ class RunSteps:
       PATS).
   """
 
-  optimizer: Optimizer
+  optimizer: optimizers.Optimizer
   abstract_state: TrainState
   state_shardings: TrainState
   batch_sharding: NamedSharding
@@ -258,11 +304,11 @@ def build_run_steps(
         optimizer,
         seed=config.seed,
         regression=regression,
-        grad_accum_steps=config.grad_accum_steps,
+        skip_nonfinite=config.apply_if_finite,
       )
     ),
     pinned(make_eval_step(pretrained.module, regression=regression)),
-    make_pats_stats(optimizer, grad_accum_steps=config.grad_accum_steps),
+    make_pats_stats(optimizer),
     state_shardings=state_shardings,
     batch_sharding=batch_sharding,
     replicated=sharding.replicated(mesh),

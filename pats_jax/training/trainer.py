@@ -6,6 +6,17 @@ fixes where the data continues. A background thread (`prefetch.Prefetcher`) read
 places the next two batches on the devices while a step runs; the metrics of a logged step are
 read after the next step is dispatched, so the host never waits on the device except at
 evaluations and checkpoints.
+
+Preemption (`checkpointing.PreemptionFlag`). A SIGTERM is caught from the moment the process
+count is known, before the workdir is opened or anything is loaded. During start-up it stops the
+run at once: nothing is written, and a workdir this start created is removed, as after any failed
+start. During training the step under way finishes, then the checkpoint is written before
+anything else, also before an evaluation that is due (the checkpoint records that it is due; a
+rerun does it first, so its results equal an uninterrupted run's), and the run exits. An
+evaluation under way is abandoned for the checkpoint. After the last step (final evaluation,
+test predictions) the final checkpoint is already written: the run stops at once without
+results.json, and a rerun evaluates that checkpoint. Each returns `{"preempted": step,
+"message": ...}`.
 """
 
 from __future__ import annotations
@@ -213,7 +224,7 @@ def evaluate(
 
 
 class NonFiniteLossError(FloatingPointError):
-  """The training loss became NaN or infinite."""
+  """The training loss or gradients became NaN or infinite (`steps` says which steps count)."""
 
 
 def _check_finite(
@@ -223,16 +234,16 @@ def _check_finite(
   checkpoint_dir: pathlib.Path,
   last_saved: int | None,
 ) -> None:
-  """Raises `NonFiniteLossError` when the run must stop because of non-finite losses."""
+  """Raises `NonFiniteLossError` when the run must stop because of non-finite steps."""
   consecutive = int(metrics["consecutive_nonfinite"])
   if config.apply_if_finite:
     if consecutive < config.max_consecutive_nonfinite:
       return
-    reason = f"{consecutive} consecutive steps had a non-finite loss (all skipped)"
+    reason = f"{consecutive} consecutive steps had a non-finite loss or gradients (all skipped)"
   elif int(metrics["nonfinite_steps"]) == 0:
     return
   else:
-    reason = "the loss became NaN or infinite"
+    reason = "the loss or the gradients became NaN or infinite"
   kept = (
     f"the last good checkpoint (step {last_saved}) in {checkpoint_dir} is intact"
     if last_saved is not None
@@ -261,8 +272,9 @@ def train_and_evaluate(
       started with (`workdir.FREE_FIELDS` may always differ).
 
   Returns:
-    The contents of results.json (final and best dev metrics, ...), or `{"preempted": step}`
-    when SIGTERM stopped the run after writing a checkpoint.
+    The contents of results.json (final and best dev metrics, ...), or `{"preempted": step,
+    "message": text}` when a SIGTERM stopped the run (the module docstring): `step` is that
+    of the checkpoint written, or None when it stopped before training started.
 
   Raises:
     NonFiniteLossError: the loss became non-finite (the last good checkpoint is kept).
@@ -270,18 +282,37 @@ def train_and_evaluate(
       (`workdir.WorkdirError`: locked, another run's config, not writable;
       `checkpointing.CheckpointMismatchError`, `checkpointing.CheckpointWriteError`).
   """
-  with workdir_lib.RunDirectory(workdir, config, allow_config_change=allow_config_change) as run:
-    return _train_and_evaluate(config, run)
+  with (
+    checkpointing.PreemptionFlag() as preemption,
+    workdir_lib.RunDirectory(workdir, config, allow_config_change=allow_config_change) as run,
+  ):
+    try:
+      return _train_and_evaluate(config, run, preemption)
+    except checkpointing.Preempted:
+      logging.warning("SIGTERM before training started: stopped; nothing was written.")
+      message = (
+        "Preempted before training started: nothing was written (a workdir this start created "
+        "is removed; existing checkpoints are as they were). Rerun the same command to start "
+        "or resume."
+      )
+      return {"preempted": None, "message": message}
 
 
 def _train_and_evaluate(
-  config: ml_collections.ConfigDict, run: workdir_lib.RunDirectory
+  config: ml_collections.ConfigDict,
+  run: workdir_lib.RunDirectory,
+  preemption: checkpointing.PreemptionFlag,
 ) -> dict[str, Any]:
-  """The body of `train_and_evaluate`, in the workdir `run` (released by the caller)."""
+  """The body of `train_and_evaluate`, in the workdir `run` (released by the caller).
+
+  Raises:
+    checkpointing.Preempted: a SIGTERM before the first step (nothing was written).
+  """
   workdir = run.path
   start_time = time.perf_counter()
   validate.check_config(config)
   sharding.maybe_initialize_distributed(config)
+  preemption.start()  # A SIGTERM is caught from here on.
   try:
     mesh = sharding.make_mesh(config)
   except ValueError as error:
@@ -290,6 +321,7 @@ def _train_and_evaluate(
   # Lock the workdir (created if new) and compare the configs before reading anything in it;
   # a workdir this run created is removed again if the run does not start.
   run.open()
+  preemption.interrupt_at_once(True)  # Until the loop, a SIGTERM stops the run at once.
   task, pretrained = load_sources(config, workdir)
   task = tokenize_task(task, pretrained.tokenizer, config)
   regression = task.spec.num_labels == 1
@@ -318,7 +350,7 @@ def _train_and_evaluate(
     workdir / "checkpoints", max_to_keep=config.keep_checkpoints, owner=True
   )
   best_checkpointer = checkpointing.Checkpointer(workdir / "best", max_to_keep=1, owner=True)
-  state, best, last_saved = _restore_or_init(
+  state, best, last_saved, eval_due = _restore_or_init(
     checkpointer,
     config,
     pretrained.params,
@@ -332,6 +364,8 @@ def _train_and_evaluate(
 
   if pats_stats is not None and start_step < stop_step:
     pats_stats(state)  # Compiled before the loop, not after its first step: no pause there.
+  # From here a SIGTERM lets the step under way finish and the loop save first.
+  preemption.interrupt_at_once(False)
   eval_every = batches_per_epoch if config.eval_every_steps == -1 else config.eval_every_steps
   writer = writers.MetricWriter(workdir, start_step=start_step, tensorboard=config.tensorboard)
   progress = writers.Progress(
@@ -340,10 +374,9 @@ def _train_and_evaluate(
     batch_size=config.batch_size // config.grad_accum_steps,
     enabled=config.progress_bar,
   )
-  preempted = checkpointing.PreemptionFlag()
   final_metrics, pending = None, None
 
-  def save(step: int) -> None:
+  def save(step: int, *, evaluation_due: bool = False) -> None:
     nonlocal last_saved
     _check_finite(
       _fetch(
@@ -367,9 +400,23 @@ def _train_and_evaluate(
         "batch_in_epoch": batch_in_epoch,
         "seed": config.seed,
         "best": best,
+        "eval_due": evaluation_due,
       },
     )
     last_saved = step
+
+  def evaluate_at(step: int) -> None:
+    """Evaluates the state after `step`, logs it and keeps it if best; a SIGTERM during the
+    evaluation raises `Preempted` (nothing written)."""
+    nonlocal best, final_metrics
+    with preemption.interrupting():
+      metrics = evaluate(eval_step, state.params, task, config, batch_sharding)
+    writer.write(step, metrics, prefix="eval")
+    logging.info("Step %d dev metrics: %s", step, metrics)
+    if best["value"] is None or metrics[best_metric_name] > best["value"]:
+      best = {"value": metrics[best_metric_name], "step": step, "metrics": metrics}
+      best_checkpointer.save(step, {"params": state.params}, {"step": step, "best": best})
+    final_metrics = metrics
 
   def report(step: int, metrics: Any, stats: Any) -> None:
     values = _fetch({**metrics, **stats})
@@ -377,7 +424,7 @@ def _train_and_evaluate(
     _check_finite(values, config, step, checkpointer.directory, last_saved)
     progress.update(step, float(values["loss"]))
 
-  log_every = config.log_every_steps
+  log_every, stats_every = config.log_every_steps, config.pats_stats_every_steps
   checkpoint_every = config.checkpoint_every_steps
   inputs = prefetch.Prefetcher(
     train_inputs(
@@ -388,52 +435,61 @@ def _train_and_evaluate(
   )
   train_start, train_start_step = time.perf_counter(), start_step
   try:
+    if eval_due:  # A SIGTERM saved this checkpoint before its evaluation: do it now.
+      evaluate_at(start_step)
     for step, batch in zip(range(start_step, stop_step), inputs, strict=True):
       state, metrics = train_step(state, batch)
       done = step + 1
       logged = done % log_every == 0 or done == stop_step
-      stats = pats_stats(state) if logged and pats_stats is not None else {}
+      with_stats = logged and (done % stats_every == 0 or done == stop_step)
+      stats = pats_stats(state) if with_stats and pats_stats is not None else {}
       if pending is not None:  # Step t-1's metrics, read while step t runs.
         report(*pending)
       pending = (done, metrics, stats) if logged else None
       evaluate_now = (eval_every > 0 and done % eval_every == 0) or done == stop_step
-      stop_now = preempted.reached(done) and done < stop_step
+      stop_now = preemption.reached(done)  # A SIGTERM: save before anything else.
       if evaluate_now or stop_now or (checkpoint_every > 0 and done % checkpoint_every == 0):
         if pending is not None:  # A checkpoint's metrics are on disk before the checkpoint.
           report(*pending)
           pending = None
-        if evaluate_now:
-          final_metrics = evaluate(eval_step, state.params, task, config, batch_sharding)
-          writer.write(done, final_metrics, prefix="eval")
-          logging.info("Step %d dev metrics: %s", done, final_metrics)
-          if best["value"] is None or final_metrics[best_metric_name] > best["value"]:
-            best = {
-              "value": final_metrics[best_metric_name],
-              "step": done,
-              "metrics": final_metrics,
-            }
-            best_checkpointer.save(done, {"params": state.params}, {"step": done, "best": best})
-        save(done)
+        if evaluate_now and not stop_now:
+          try:
+            evaluate_at(done)
+          except checkpointing.Preempted:
+            stop_now = True
+        save(done, evaluation_due=evaluate_now and stop_now)
       if stop_now:
         checkpointer.close()
-        logging.warning("Preempted: checkpoint at step %d written; exiting.", done)
-        return {"preempted": done}
+        logging.warning("SIGTERM: checkpoint at step %d written; exiting.", done)
+        message = f"Preempted at step {done}; rerun the same command to resume."
+        return {"preempted": done, "message": message}
     if pending is not None:
       report(*pending)
   finally:
     inputs.close()
-    preempted.close()
     progress.close()
     writer.close()
     checkpointer.wait()
     best_checkpointer.wait()
   train_seconds = time.perf_counter() - train_start
 
-  if final_metrics is None:  # Resumed after the last step: evaluate the restored state.
-    final_metrics = evaluate(eval_step, state.params, task, config, batch_sharding)
-  submissions = _write_test_predictions(
-    task, state, eval_step, best_checkpointer, config, batch_sharding, workdir
-  )
+  try:  # The final checkpoint is written: a SIGTERM stops at once, before results.json.
+    if final_metrics is None:  # Resumed after the last step: evaluate the restored state.
+      with preemption.interrupting():
+        final_metrics = evaluate(eval_step, state.params, task, config, batch_sharding)
+    submissions = _write_test_predictions(
+      task, state, eval_step, best_checkpointer, config, batch_sharding, workdir, preemption
+    )
+  except checkpointing.Preempted:
+    checkpointer.close()
+    best_checkpointer.close()
+    logging.warning("SIGTERM after the last step: stopped before results.json.")
+    message = (
+      f"Preempted after the last step, during the final evaluation or test predictions: the "
+      f"final checkpoint (step {last_saved}) is written, results.json is not. Rerun the same "
+      "command to evaluate it and write results.json."
+    )
+    return {"preempted": last_saved, "message": message}
   checkpointer.close()
   best_checkpointer.close()
   num_nonfinite = int(_fetch(state.nonfinite_steps))
@@ -499,8 +555,9 @@ def _restore_or_init(
   abstract: steps.TrainState,
   state_shardings: steps.TrainState,
   batches_per_epoch: int,
-) -> tuple[steps.TrainState, dict[str, Any], int | None]:
-  """The newest checkpoint's (state, best, step), else the initial state on the shardings."""
+) -> tuple[steps.TrainState, dict[str, Any], int | None, bool]:
+  """The newest checkpoint's (state, best, step, evaluation due), else the initial state on the
+  shardings (`None` step, no evaluation due)."""
   target = jax.tree.map(
     lambda leaf, s: jax.ShapeDtypeStruct(leaf.shape, leaf.dtype, sharding=s),
     abstract,
@@ -510,7 +567,7 @@ def _restore_or_init(
   if restored is None:
     params = sharding.put_global(optimizers.perturb_params(config, params), state_shardings.params)
     init = jax.jit(lambda p: steps.init_state(p, optimizer.tx), out_shardings=state_shardings)
-    return init(params), {"value": None, "step": None, "metrics": {}}, None
+    return init(params), {"value": None, "step": None, "metrics": {}}, None, False
   state, meta = restored
   step = int(meta["step"])
   if (meta["epoch"], meta["batch_in_epoch"]) != divmod(step, batches_per_epoch):
@@ -521,7 +578,7 @@ def _restore_or_init(
       "the workdir was started with, or use a new --workdir"
     )
   logging.info("Resumed from step %d in %s.", step, checkpointer.directory)
-  return state, meta["best"], step
+  return state, meta["best"], step, bool(meta.get("eval_due", False))
 
 
 def _write_test_predictions(
@@ -532,8 +589,12 @@ def _write_test_predictions(
   config: ml_collections.ConfigDict,
   batch_sharding: Any,
   workdir: pathlib.Path,
+  preemption: checkpointing.PreemptionFlag,
 ) -> list[pathlib.Path]:
-  """Writes GLUE submission files for the test splits with the best checkpoint's parameters."""
+  """Writes GLUE submission files for the test splits with the best checkpoint's parameters.
+
+  A SIGTERM during a prediction raises `checkpointing.Preempted`; files are written whole.
+  """
   if not task.test:
     return []
   params = state.params
@@ -547,7 +608,8 @@ def _write_test_predictions(
     params = restored[0]["params"] if restored else params
   paths = []
   for split_name, split in task.test.items():
-    out = predict(eval_step, params, split, config, batch_sharding)
+    with preemption.interrupting():
+      out = predict(eval_step, params, split, config, batch_sharding)
     if writers.is_writer():
       paths.append(
         data_lib.write_glue_submission(

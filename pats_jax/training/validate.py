@@ -25,7 +25,7 @@ import ml_collections
 
 from pats_jax import _steps, metrics
 from pats_jax.data import custom, glue, tasks
-from pats_jax.models.bert import ATTENTION_CHOICES
+from pats_jax.models.layers import ATTENTION_CHOICES
 from pats_jax.training import optimizers, sources
 
 FLOAT_DTYPES = ("float32", "bfloat16", "float16")
@@ -221,6 +221,7 @@ CHECKS: dict[str, Callable[[str, Any], None]] = {
   "pats.distribution": choice(_steps.DISTRIBUTIONS),
   "pats.noise_on_embeddings": boolean,
   "pats.ema_dtype": choice(("", *FLOAT_DTYPES)),
+  "pats.key_impl": choice(optimizers.KEY_IMPLS),
   "noisytune.scale": real(0.0),
   "sage.beta3": real(0.0, 1.0),
   "sage.scaled_leaves": choice(tuple(optimizers.SAGE_SCALED_LEAVES)),
@@ -230,6 +231,7 @@ CHECKS: dict[str, Callable[[str, Any], None]] = {
   "best_metric": text,
   "eval_every_steps": integer(0, also=(-1,)),
   "log_every_steps": integer(1),
+  "pats_stats_every_steps": integer(1),
   "checkpoint_every_steps": integer(0),
   "keep_checkpoints": integer(1),
   "write_test_predictions": boolean,

@@ -8,8 +8,8 @@ holder, before it reads or writes anything there. A lock whose holder is gone (s
 the pid no longer runs or now belongs to a process started later: a reused pid) is taken over
 with a warning; the takeover renames the stale file aside first, so of two processes that both
 find it stale only one takes it. The lock is removed when the run ends: normally, by an
-exception, or after the checkpoint that a SIGTERM (preemption) asks for. A process killed
-otherwise (SIGKILL, or SIGTERM before training starts) leaves it behind; the next run on the
+exception, or by a SIGTERM (preemption: after the checkpoint it asks for, or at once before
+training starts). A process killed otherwise (SIGKILL) leaves it behind; the next run on the
 same host takes it over. With several processes
 (`jax.process_count() > 1`) only process 0 takes the lock and reads or writes the workdir's
 records; it tells the others whether the workdir could be opened, so all of them stop together.
@@ -67,6 +67,7 @@ HISTORY_NAME = "config_history.jsonl"
 FREE_FIELDS: tuple[str, ...] = (
   "max_steps",  # Where this invocation stops; the schedule spans num_epochs regardless.
   "log_every_steps",
+  "pats_stats_every_steps",
   "eval_every_steps",
   "checkpoint_every_steps",
   "keep_checkpoints",

@@ -150,9 +150,7 @@ def jitted_train_step(
   from pats_jax.training import optimizers, steps
 
   optimizer = optimizers.make_optimizer(config, num_updates)
-  step = steps.make_train_step(
-    pretrained.module, optimizer, seed=config.seed, regression=False, grad_accum_steps=1
-  )
+  step = steps.make_train_step(pretrained.module, optimizer, seed=config.seed, regression=False)
   params = jax.tree.map(jnp.copy, pretrained.params)
   state = jax.jit(steps.init_state, static_argnums=1)(params, optimizer.tx)
   return jax.jit(step, donate_argnums=0), state

@@ -105,9 +105,7 @@ def main(argv: list[str] | None = None) -> dict:
   for name in args.peak_variants:
     method, overrides = VARIANTS[name]
     optimizer = optimizers.make_optimizer(common.trainer_config(method, **overrides), 1000)
-    step = steps.make_train_step(
-      pretrained.module, optimizer, seed=0, regression=False, grad_accum_steps=1
-    )
+    step = steps.make_train_step(pretrained.module, optimizer, seed=0, regression=False)
     state = jax.eval_shape(lambda p, tx=optimizer.tx: steps.init_state(p, tx), params)
     mem = jax.jit(step, donate_argnums=0).lower(state, batch).compile().memory_analysis()
     row = {

@@ -1,0 +1,159 @@
+"""Runs an encoder's layers: one subtree per layer or stacked under `nn.scan`, with `nn.remat`,
+and with the last layer computing the first token only.
+
+A family's layer is a Flax module class built as `layer(*args)` and called as
+
+  layer(x [batch, L, E], context, deterministic, first_token_only) -> [batch, L or 1, E]
+
+where `context` is a pytree every layer reads unchanged (e.g. `layers.KeyPadding`, or that and
+relative-position tables). `x` may also be a pytree carried from layer to layer, holding the
+hidden states and what a layer passes on to the next (ModernBERT: the layer index, which picks
+the layer's kind out of `context`); the layer then returns the same structure. `run_layers`
+creates the layers under the calling module:
+
+  scan_layers=False:  layer_0 ... layer_{L-1}, each its own subtree, e.g. query kernel [E, N, d]
+  scan_layers=True:   one subtree "layers" whose leaves are stacked [L, ...] with the leading
+                      logical axis "layers", run as one `nn.scan` loop (XLA compiles one body)
+
+The stacked layout has one leaf per weight kind instead of L, and the jitted step holds one
+layer body (a `while` loop) instead of L unrolled copies: compilation time and program size
+stop growing with depth (cf. MaxText's `scan_layers`). `convert.stack_layers` /
+`unstack_layers` map a params tree between the layouts.
+
+With `first_token_only` (a head that reads the first token), the last layer computes its
+queries, attention output, feed-forward block and norms for that token alone (keys and
+values still cover every token): the same output for that token, less work. Stacked, layers
+0..L-2 are scanned and the last runs alone on slice L-1 of the same stacked parameters
+(`nn.map_variables`).
+
+Every layer's input and output hidden states are pinned to rows split over the batch mesh axes
+(`sharding.constrain_hidden`; a no-op outside `sharding.activation_sharding`), so that under
+FSDP XLA never carries a weight's "embed" split into the activations between layers.
+
+`remat=True` recomputes each layer in the backward pass (`nn.remat`), trading compute for
+activation memory. Dropout rngs are split per layer in both layouts.
+
+References:
+  Flax's lifted transforms `nn.scan`, `nn.remat`, `nn.map_variables`; MaxText (scan_layers).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import flax.linen as nn
+import jax
+
+from pats_jax.models import sharding as sh
+from pats_jax.models.convert import LAYER_KEY_PREFIX, STACKED_KEY
+
+
+def layer_class(layer: type[nn.Module], remat: bool) -> type[nn.Module]:
+  """`layer`, or its rematerialised form (`deterministic` and `first_token_only` static)."""
+  if not remat:
+    return layer
+  return nn.remat(layer, static_argnums=(3, 4), prevent_cse=False)
+
+
+def _scan(layer: nn.Module, x: jax.Array, context: Any, deterministic: bool, length: int):
+  """Runs `layer` `length` times with `nn.scan`, its parameters stacked on a leading axis.
+
+  The stacked axis is named `sharding.LAYERS` in the parameters' logical axis names; the
+  params and dropout rngs are split per layer, so every layer draws its own masks.
+  """
+
+  def body(module: nn.Module, carry, context):
+    return sh.constrain_hidden(module(carry, context, deterministic, False)), None
+
+  scan = nn.scan(
+    body,
+    variable_axes={"params": 0},
+    split_rngs={"params": True, "dropout": True},
+    in_axes=(nn.broadcast,),
+    length=length,
+    metadata_params={nn.PARTITION_NAME: sh.LAYERS},
+  )
+  x, _ = scan(layer, x, context)
+  return x
+
+
+def _split_last_layer(variables: dict) -> dict:
+  """`{"params": stacked [L, ...]}` -> `{"params": {"first": [L-1, ...], "last": [...]}}`."""
+  out = {}
+  for collection, tree in variables.items():
+    stacked = nn.meta.unbox(tree)
+    out[collection] = {
+      "first": jax.tree.map(lambda a: a[:-1], stacked),
+      "last": jax.tree.map(lambda a: a[-1], stacked),
+    }
+  return out
+
+
+class _ScannedThenFirstToken(nn.Module):
+  """Layers 0..L-2 scanned over all tokens, then the last layer for the first token only.
+
+  Applied through `nn.map_variables(..., trans_in_fn=_split_last_layer)` so that it reads
+  the same stacked parameters `[L, ...]` as the full scan (the last layer's slice `[L-1]`).
+  """
+
+  layer: type[nn.Module]
+  args: tuple
+  num_layers: int
+  remat: bool = False
+
+  @nn.compact
+  def __call__(self, x, context, deterministic: bool):
+    layer = layer_class(self.layer, self.remat)
+    if self.num_layers > 1:
+      first = layer(*self.args, name="first")
+      x = _scan(first, x, context, deterministic, self.num_layers - 1)
+    return sh.constrain_hidden(layer(*self.args, name="last")(x, context, deterministic, True))
+
+
+def run_layers(
+  layer: type[nn.Module],
+  args: tuple,
+  x: jax.Array,
+  context: Any,
+  *,
+  num_layers: int,
+  deterministic: bool,
+  first_token_only: bool,
+  remat: bool,
+  scan_layers: bool,
+  initializing: bool,
+) -> jax.Array:
+  """Applies `num_layers` layers `layer(*args)` to `x`; call from a compact method.
+
+  Args:
+    layer: the family's layer class (see the module docstring for its call signature).
+    args: its constructor arguments (config, dtypes, ...), the same for every layer.
+    x: `[batch, length, E]` input of the first layer (or a pytree carry holding it).
+    context: what every layer reads besides `x` (a pytree of arrays).
+    num_layers: L.
+    deterministic: no dropout.
+    first_token_only: the last layer computes the first position only (output `[batch, 1, E]`).
+    remat: recompute each layer in the backward pass.
+    scan_layers: stacked parameters under "layers", one `nn.scan` loop; else `layer_{i}`.
+    initializing: the caller's `self.is_initializing()` (init builds the full stacked tree).
+
+  Returns:
+    The last layer's output.
+  """
+  x = sh.constrain_hidden(x)
+  if scan_layers:
+    if first_token_only and not initializing:
+      split = nn.map_variables(
+        _ScannedThenFirstToken, "params", trans_in_fn=_split_last_layer, mutable=False
+      )
+      return split(layer, args, num_layers, remat, name=STACKED_KEY)(x, context, deterministic)
+    stacked = layer_class(layer, remat)(*args, name=STACKED_KEY)
+    return _scan(stacked, x, context, deterministic, num_layers)
+  cls = layer_class(layer, remat)
+  for i in range(num_layers):
+    last = i == num_layers - 1
+    x = cls(*args, name=f"{LAYER_KEY_PREFIX}{i}")(
+      x, context, deterministic, first_token_only and last
+    )
+    x = sh.constrain_hidden(x)
+  return x
