@@ -130,7 +130,7 @@ class GatheredEmbed(nn.Embed):
 
   def __call__(self, inputs: jax.Array) -> jax.Array:
     (table,) = self.promote_dtype(self.embedding, dtype=self.dtype, inexact=False)
-    table = sh.constrain(table, (None, None))
+    table = sh.gathered(table)
     if self.num_embeddings == 1:
       vectors = jnp.broadcast_to(table, (*inputs.shape, self.features))
     else:

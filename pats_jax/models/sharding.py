@@ -137,6 +137,13 @@ def constrain(x: jax.Array, names: tuple[str | None, ...]) -> jax.Array:
   return jax.lax.with_sharding_constraint(x, NamedSharding(mesh, spec))
 
 
+def gathered(weight: jax.Array) -> jax.Array:
+  """`weight` gathered whole on every device (`constrain` to no split) before a use that is not
+  a matmul on its split axis: an embedding lookup, a table added to activations (e.g. a
+  relative-position table); `weight` itself outside `activation_sharding`."""
+  return constrain(weight, (None,) * jnp.ndim(weight))
+
+
 def constrain_hidden(tree: Any) -> Any:
   """`tree` with every `[batch, length, E]` array leaf pinned to `HIDDEN_AXES` (`constrain`);
   other leaves (a layer index, a mask) unchanged. What a layer passes to the next."""
