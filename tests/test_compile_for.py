@@ -228,7 +228,7 @@ backend_config={"window_config":{"estimated_cycles":"100"}}
 %cond (state: (s32[], f32[8,128])) -> pred[] {
   %state = (s32[], f32[8,128]{1,0}) parameter(0)
   %i = s32[] get-tuple-element(%state), index=0
-  %n = s32[] constant(12)
+  %n = s32[]{:T(128)} constant(12)
   ROOT %lt = pred[] compare(%i, %n), direction=LT
 }
 

@@ -72,7 +72,8 @@ _BRANCHES = re.compile(r"branch_computations=\{([^}]*)\}")
 _CYCLES = re.compile(r'"estimated_cycles":"(\d+)"')
 _TRIP_COUNT = re.compile(r'"known_trip_count":\{"n":"(\d+)"')
 _FUSION_KIND = re.compile(r"\bkind=k(\w+)")
-_INT_CONSTANT = re.compile(r"[su]\d+\[\] constant\((-?\d+)\)")
+# An integer scalar constant, its layout (`{:T(128)}` on TPU) optional.
+_INT_CONSTANT = re.compile(r"[su]\d+\[\](?:\{[^}]*\})? constant\((-?\d+)\)")
 _CHANNEL = re.compile(r"\bchannel_id=(\d+)")
 
 
