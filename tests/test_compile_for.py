@@ -226,6 +226,11 @@ HloModule test, entry_computation_layout={(f32[8,128]{1,0}, bf16[2,64]{1,0})->f3
   ROOT %all-gather.1 = bf16[8,64]{1,0} all-gather(%p), channel_id=1, dimensions={0}
 }
 
+%gathered_rest (p: bf16[2,64]) -> bf16[8,64] {
+  %p = bf16[2,64]{1,0} parameter(0)
+  ROOT %all-gather.2 = bf16[8,64]{1,0} all-gather(%p), channel_id=1, dimensions={0}
+}
+
 %sum (x: f32[], y: f32[]) -> f32[] {
   %x = f32[] parameter(0)
   %y = f32[] parameter(1)
@@ -246,7 +251,7 @@ backend_config={"window_config":{"estimated_cycles":"100"}}
 %cond (state: (s32[], f32[8,128])) -> pred[] {
   %state = (s32[], f32[8,128]{1,0}) parameter(0)
   %i = s32[] get-tuple-element(%state), index=0
-  %n = s32[] constant(12)
+  %n = s32[]{:T(128)} constant(12)
   ROOT %lt = pred[] compare(%i, %n), direction=LT
 }
 
@@ -261,6 +266,8 @@ backend_config={"known_trip_count":{"n":"3"}}
   %res = f32[8,128]{1,0} get-tuple-element(%again), index=1
   %g = bf16[8,64]{1,0} fusion(%b), kind=kCustom, calls=%gathered, \
 backend_config={"estimated_cycles":"50"}
+  %g.rest = bf16[8,64]{1,0} fusion(%b), kind=kCustom, calls=%gathered_rest, \
+backend_config={"estimated_cycles":"50"}
   %key = u32[] xor(%zero, %zero)
   %flat = f32[4,256]{1,0} reshape(%res)
   ROOT %s = f32[8,128]{1,0} all-reduce(%res), replica_groups={}, to_apply=%sum
@@ -271,10 +278,11 @@ backend_config={"estimated_cycles":"50"}
 def test_program_counts_follow_loops_and_fused_collectives():
   tally = compiled_program.hlo_stats(HLO)
   assert tally.loops == [(12, True), (3, True)]
-  assert (tally.kernels, tally.fusions, tally.unestimated_kernels) == (17, 16, 1)
+  assert (tally.kernels, tally.fusions, tally.unestimated_kernels) == (18, 17, 1)
   assert dict(tally.unestimated) == {"reshape": 1}
-  assert tally.estimated_cycles == 15 * 100 + 50
+  assert tally.estimated_cycles == 15 * 100 + 2 * 50
   assert tally.scalar_ops == 15 + 1  # The loop counters' adds and the key's xor.
+  # The all-gather's start and continuation kernels hold one collective (channel 1).
   assert dict(tally.collectives) == {"all-gather": 1, "all-reduce": 1}
   assert dict(tally.collective_bytes) == {"all-gather": 8 * 64 * 2, "all-reduce": 8 * 128 * 4}
 

@@ -73,3 +73,36 @@ def test_eight_devices_match_one_device(tmp_path):
     np.testing.assert_allclose(_losses(tmp_path / name), reference, rtol=2e-4, atol=1e-5)
     for metric, value in results["one"]["final"]["metrics"].items():
       assert results[name]["final"]["metrics"][metric] == pytest.approx(value, abs=1e-6), metric
+
+
+def test_rank_normalisation_is_refused_on_sharded_parameters():
+  from pats_jax.training import validate
+
+  config = tiny_config(arg="method=pats", mesh__fsdp=4, pats__normalize="rank")
+  with pytest.raises(validate.ConfigError, match=r"config\.pats\.normalize='rank'.*fsdp=4"):
+    validate.check_config(config)
+  validate.check_config(tiny_config(arg="method=pats", mesh__fsdp=1, pats__normalize="rank"))
+  validate.check_config(tiny_config(arg="method=plain", mesh__fsdp=4, pats__normalize="rank"))
+
+
+def test_vectors_stay_replicated_and_the_state_follows_its_parameter():
+  config = tiny_config(mesh__data=2, mesh__fsdp=4)
+  mesh = sharding.make_mesh(config)
+  params = {
+    "norm": {"scale": jax.ShapeDtypeStruct((8,), np.float32)},
+    "layers": {"scale": jax.ShapeDtypeStruct((3, 8), np.float32)},
+    "dense": {"kernel": jax.ShapeDtypeStruct((8, 8), np.float32)},
+  }
+  logical = {
+    "norm": {"scale": PartitionSpec("embed")},
+    "layers": {"scale": PartitionSpec("layers", "embed")},
+    "dense": {"kernel": PartitionSpec("embed", "mlp")},
+  }
+  shardings = sharding.param_shardings(params, logical, mesh, fsdp=True)
+  assert shardings["norm"]["scale"].spec == PartitionSpec(None)
+  assert shardings["layers"]["scale"].spec == PartitionSpec(None, None)
+  assert shardings["dense"]["kernel"].spec == PartitionSpec("fsdp", None)
+  state = {"pats": {"ema": params, "count": jax.ShapeDtypeStruct((), np.int32)}}
+  state_shardings = sharding.state_shardings(state, params, shardings, mesh)
+  assert state_shardings["pats"]["ema"]["dense"]["kernel"] == shardings["dense"]["kernel"]
+  assert state_shardings["pats"]["count"].spec == PartitionSpec()

@@ -143,13 +143,14 @@ class Embeddings(nn.Module):
     cfg = self.config
     width = self.width or cfg.hidden_size
 
-    def embed(num: int, axes: tuple[str, str], name: str) -> nn.Embed:
-      return nn.Embed(
+    def embed(num: int, axes: tuple[str, str], name: str) -> layers.GatheredEmbed:
+      return layers.embed(
         num,
         width,
+        axes,
+        stddev=cfg.initializer_range,
         dtype=self.dtype,
         param_dtype=self.param_dtype,
-        embedding_init=layers.normal_init(cfg.initializer_range, axes),
         name=name,
       )
 

@@ -260,19 +260,20 @@ class Embeddings(nn.Module):
   def __call__(self, input_ids, token_type_ids, token_mask, deterministic: bool):
     cfg = self.config
 
-    def embed(num: int, axes: tuple[str, str], name: str) -> nn.Embed:
-      return nn.Embed(
+    def embed(num: int, axes: tuple[str, str], name: str) -> layers.GatheredEmbed:
+      return layers.embed(
         num,
         cfg.embedding_width,
+        axes,
+        stddev=cfg.initializer_range,
         dtype=self.dtype,
         param_dtype=self.param_dtype,
-        embedding_init=layers.normal_init(cfg.initializer_range, axes),
         name=name,
       )
 
     x = embed(cfg.vocab_size, (sh.VOCAB, sh.EMBED), "word_embeddings")(input_ids)
     if cfg.position_biased_input:
-      positions = jnp.arange(input_ids.shape[1], dtype=jnp.int32)[None, :]
+      positions = jnp.broadcast_to(jnp.arange(input_ids.shape[1], dtype=jnp.int32), input_ids.shape)
       x = x + embed(cfg.max_position_embeddings, (sh.POSITIONS, sh.EMBED), "position_embeddings")(
         positions
       )
@@ -458,6 +459,9 @@ class Encoder(nn.Module):
         embedding_init=layers.normal_init(cfg.initializer_range, (sh.POSITIONS, sh.EMBED)),
         name="rel_embeddings",
       )(jnp.arange(first, stop, dtype=jnp.int32))
+      # Whole on every device: these rows are data to every layer's projections, not a weight
+      # they multiply on its split axis.
+      rel_embeddings = sh.gathered(rel_embeddings)
       if cfg.relative_attention_norm:
         rel_embeddings = layers.layer_norm(
           cfg.layer_norm_eps, self.dtype, self.param_dtype, "rel_embeddings_norm"

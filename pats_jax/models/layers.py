@@ -1,5 +1,8 @@
-"""Building blocks every family shares: activations, initialisers, dense and LayerNorm layers
-with logical axis names, and the attention kernel with its XLA and cuDNN paths.
+"""Building blocks every family shares: activations, initialisers, dense, embedding and LayerNorm
+layers with logical axis names, and the attention kernel with its XLA and cuDNN paths.
+
+Every family looks its tokens up with `embed` (`GatheredEmbed`): under FSDP it gathers the
+table and gives rows-split hidden states (see `sharding.py`).
 
 Attention, per head (queries q_t, keys k_s, values v_s, padding keys masked out):
 
@@ -111,6 +114,48 @@ def dense(
     param_dtype=param_dtype,
     kernel_init=normal_init(stddev, axes),
     bias_init=zeros_init(axes[1:]),
+    name=name,
+  )
+
+
+class GatheredEmbed(nn.Embed):
+  """`nn.Embed` that looks up in the whole table, its output pinned to rows-split hidden states.
+
+  Under FSDP the table `[rows, E]` is split over "embed"; it is gathered first, as every other
+  weight is, so that the rows-split ids give rows-split vectors `[batch, length, E]`
+  (`sharding.HIDDEN_AXES`). Looking up in the split table would give embed-split vectors that
+  XLA can only re-split by replicating them ("Involuntary full rematerialization"). Outside
+  `sharding.activation_sharding` it is `nn.Embed`: same parameters, same values.
+  """
+
+  def __call__(self, inputs: jax.Array) -> jax.Array:
+    (table,) = self.promote_dtype(self.embedding, dtype=self.dtype, inexact=False)
+    table = sh.gathered(table)
+    if self.num_embeddings == 1:
+      vectors = jnp.broadcast_to(table, (*inputs.shape, self.features))
+    else:
+      vectors = jnp.take(table, inputs, axis=0)
+    return sh.constrain(vectors, sh.HIDDEN_AXES)
+
+
+def embed(
+  num_embeddings: int,
+  features: int,
+  axes: tuple[str, str],
+  *,
+  stddev: float,
+  dtype: Dtype,
+  param_dtype: Dtype,
+  name: str,
+) -> GatheredEmbed:
+  """An embedding table `[num_embeddings, features]` with logical names `axes`, N(0, stddev²);
+  the lookup every family's embeddings use (`GatheredEmbed`)."""
+  return GatheredEmbed(
+    num_embeddings,
+    features,
+    dtype=dtype,
+    param_dtype=param_dtype,
+    embedding_init=normal_init(stddev, axes),
     name=name,
   )
 

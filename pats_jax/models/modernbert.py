@@ -490,12 +490,13 @@ class Embeddings(nn.Module):
   @nn.compact
   def __call__(self, input_ids, deterministic: bool):
     cfg = self.config
-    x = nn.Embed(
+    x = layers.embed(
       cfg.vocab_size,
       cfg.hidden_size,
+      (sh.VOCAB, sh.EMBED),
+      stddev=cfg.initializer_range,
       dtype=self.dtype,
       param_dtype=self.param_dtype,
-      embedding_init=layers.normal_init(cfg.initializer_range, (sh.VOCAB, sh.EMBED)),
       name="word_embeddings",
     )(input_ids)
     x = layers.layer_norm(

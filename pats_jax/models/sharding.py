@@ -12,6 +12,16 @@ those names onto the mesh axes `"data"`, `"fsdp"` and `"tensor"`:
 
 Use with `nn.logical_to_mesh_sharding(logical_axes(pretrained), mesh, axis_rules(...))`.
 
+Activations are pinned too (`constrain`): the hidden states `[batch, length, embed]` that
+the embeddings give and every layer passes to the next are split by rows only (`HIDDEN_AXES`,
+`constrain_hidden`; `stack.run_layers` and `layers.GatheredEmbed` apply it for every family).
+Without these constraints XLA's sharding propagation carries a parameter's "embed" sharding into the
+activations it multiplies (a LayerNorm scale, an embedding table), and the partitioner then
+has to move rows-split activations to embed-split ones, which it can only do by replicating
+them ("Involuntary full rematerialization"). The constraints apply while
+`activation_sharding(mesh, rules)` is active (the trainer traces its steps inside it) and do
+nothing elsewhere, so a model applied on one device is unchanged.
+
 Models loaded with `scan_layers=True` keep each kind of layer weight of all layers in one
 leaf `[num_layers, ...]`; its leading axis is named `"layers"` (e.g. a query kernel is
 `("layers", "embed", "heads", "kv")`) and is never sharded. `layer_axes` says, per leaf,
@@ -24,14 +34,17 @@ References:
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import functools
 import itertools
+from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-from jax.sharding import PartitionSpec
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from pats_jax.models import convert
 
@@ -89,6 +102,53 @@ def axis_rules(*, fsdp: bool, tensor: bool = False) -> tuple[tuple[str, str | tu
     (CLASSES, None),
     (LAYERS, None),
   )
+
+
+# Logical names of the hidden states `[batch, length, E]` the model pins (`constrain`): rows
+# split, the model dimension never (None).
+HIDDEN_AXES = (BATCH, LENGTH, None)
+
+
+# The (mesh, rules) of the enclosing `activation_sharding`, None outside one.
+_ACTIVATION_SHARDING: contextvars.ContextVar[tuple[Mesh, tuple] | None] = contextvars.ContextVar(
+  "activation_sharding", default=None
+)
+
+
+@contextlib.contextmanager
+def activation_sharding(mesh: Mesh, rules: Sequence[tuple[str, Any]]) -> Iterator[None]:
+  """Makes `constrain` pin activations to `rules` on `mesh` while tracing inside the block."""
+  token = _ACTIVATION_SHARDING.set((mesh, tuple(rules)))
+  try:
+    yield
+  finally:
+    _ACTIVATION_SHARDING.reset(token)
+
+
+def constrain(x: jax.Array, names: tuple[str | None, ...]) -> jax.Array:
+  """`x` constrained to the sharding its logical axis `names` map to under the rules of the
+  enclosing `activation_sharding` (`jax.lax.with_sharding_constraint`); `x` itself outside
+  one."""
+  context = _ACTIVATION_SHARDING.get()
+  if context is None:
+    return x
+  mesh, rules = context
+  spec = nn.logical_to_mesh_axes(names, rules)
+  return jax.lax.with_sharding_constraint(x, NamedSharding(mesh, spec))
+
+
+def gathered(weight: jax.Array) -> jax.Array:
+  """`weight` gathered whole on every device (`constrain` to no split) before a use that is not
+  a matmul on its split axis: an embedding lookup, a table added to activations (e.g. a
+  relative-position table); `weight` itself outside `activation_sharding`."""
+  return constrain(weight, (None,) * jnp.ndim(weight))
+
+
+def constrain_hidden(tree: Any) -> Any:
+  """`tree` with every `[batch, length, E]` array leaf pinned to `HIDDEN_AXES` (`constrain`);
+  other leaves (a layer index, a mask) unchanged. What a layer passes to the next."""
+  pin = lambda leaf: constrain(leaf, HIDDEN_AXES) if jnp.ndim(leaf) == 3 else leaf
+  return jax.tree.map(pin, tree)
 
 
 def logical_axes(pretrained: Pretrained) -> dict:

@@ -26,6 +26,10 @@ values still cover every token): the same output for that token, less work. Stac
 0..L-2 are scanned and the last runs alone on slice L-1 of the same stacked parameters
 (`nn.map_variables`).
 
+Every layer's input and output hidden states are pinned to rows split over the batch mesh axes
+(`sharding.constrain_hidden`; a no-op outside `sharding.activation_sharding`), so that under
+FSDP XLA never carries a weight's "embed" split into the activations between layers.
+
 `remat=True` recomputes each layer in the backward pass (`nn.remat`), trading compute for
 activation memory. Dropout rngs are split per layer in both layouts.
 
@@ -59,7 +63,7 @@ def _scan(layer: nn.Module, x: jax.Array, context: Any, deterministic: bool, len
   """
 
   def body(module: nn.Module, carry, context):
-    return module(carry, context, deterministic, False), None
+    return sh.constrain_hidden(module(carry, context, deterministic, False)), None
 
   scan = nn.scan(
     body,
@@ -103,7 +107,7 @@ class _ScannedThenFirstToken(nn.Module):
     if self.num_layers > 1:
       first = layer(*self.args, name="first")
       x = _scan(first, x, context, deterministic, self.num_layers - 1)
-    return layer(*self.args, name="last")(x, context, deterministic, True)
+    return sh.constrain_hidden(layer(*self.args, name="last")(x, context, deterministic, True))
 
 
 def run_layers(
@@ -136,6 +140,7 @@ def run_layers(
   Returns:
     The last layer's output.
   """
+  x = sh.constrain_hidden(x)
   if scan_layers:
     if first_token_only and not initializing:
       split = nn.map_variables(
@@ -150,4 +155,5 @@ def run_layers(
     x = cls(*args, name=f"{LAYER_KEY_PREFIX}{i}")(
       x, context, deterministic, first_token_only and last
     )
+    x = sh.constrain_hidden(x)
   return x

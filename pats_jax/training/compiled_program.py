@@ -12,7 +12,10 @@ its costliest branch. Within that walk, per device:
   integer arithmetic of random-key derivation, loop counters);
 - collectives: all-reduce, all-gather, reduce-scatter, all-to-all, collective-permute and
   collective-broadcast, also those fused into a kernel, by kind, with the bytes of their
-  results;
+  results; once per `channel_id` within a computation: the TPU compiler runs one collective
+  as a start kernel and continuation kernels (`async_collective_fusion`s) that each hold the
+  collective's instruction with its channel, so counting instructions would count one
+  all-gather 1-9 times;
 - estimated cycles: the sum of `"estimated_cycles"` that the TPU compiler's cost model writes
   into each kernel's backend config. Kernels without one (gathers and scatters run as custom
   kernels) are counted in `unestimated_kernels`, by opcode in `unestimated`, and add nothing:
@@ -69,7 +72,9 @@ _BRANCHES = re.compile(r"branch_computations=\{([^}]*)\}")
 _CYCLES = re.compile(r'"estimated_cycles":"(\d+)"')
 _TRIP_COUNT = re.compile(r'"known_trip_count":\{"n":"(\d+)"')
 _FUSION_KIND = re.compile(r"\bkind=k(\w+)")
-_INT_CONSTANT = re.compile(r"[su]\d+\[\] constant\((-?\d+)\)")
+# An integer scalar constant, its layout (`{:T(128)}` on TPU) optional.
+_INT_CONSTANT = re.compile(r"[su]\d+\[\](?:\{[^}]*\})? constant\((-?\d+)\)")
+_CHANNEL = re.compile(r"\bchannel_id=(\d+)")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -83,6 +88,7 @@ class Instruction:
   estimated_cycles: int | None
   trip_count: int | None
   text: str
+  channel: int | None = None
 
 
 def _split_shape(rest: str) -> tuple[str, str]:
@@ -119,6 +125,7 @@ def parse_instruction(line: str) -> Instruction | None:
     estimated_cycles=int(cycles.group(1)) if cycles else None,
     trip_count=int(trips.group(1)) if trips else None,
     text=tail,
+    channel=int(channel.group(1)) if (channel := _CHANNEL.search(tail)) else None,
   )
 
 
@@ -208,20 +215,32 @@ class _Walker:
       return bounds[0], True
     return 1, False
 
-  def collectives_in(self, name: str, tally: Tally) -> None:
+  def collectives_in(self, name: str, tally: Tally, channels: set[int]) -> None:
     """Adds the collectives of computation `name` and of those it calls (fused kernels)."""
     for inst in self.computations.get(name, []):
-      kind = _collective_kind(inst.opcode)
-      if kind:
-        tally.collectives[kind] += 1
-        tally.collective_bytes[kind] += shape_bytes(inst.shape)
+      self.add_collective(inst, tally, channels)
       for called in inst.called.values():
         for callee in called:
-          self.collectives_in(callee, tally)
+          self.collectives_in(callee, tally, channels)
+
+  @staticmethod
+  def add_collective(inst: Instruction, tally: Tally, channels: set[int]) -> bool:
+    """Counts `inst` if it is a collective whose channel is not in `channels` (then added);
+    returns whether `inst` is a collective."""
+    kind = _collective_kind(inst.opcode)
+    if not kind:
+      return False
+    if inst.channel is None or inst.channel not in channels:
+      tally.collectives[kind] += 1
+      tally.collective_bytes[kind] += shape_bytes(inst.shape)
+    if inst.channel is not None:
+      channels.add(inst.channel)
+    return True
 
   def walk(self, name: str) -> Tally:
     """The counts of computation `name`, run once."""
     tally = Tally()
+    channels: set[int] = set()  # The collectives counted in this computation, by channel.
     for inst in self.computations.get(name, []):
       if inst.opcode == "while":
         trips, known = self.trip_count(inst)
@@ -234,22 +253,19 @@ class _Walker:
         if branches:
           tally.add(max(branches, key=lambda branch: branch.estimated_cycles))
       else:
-        self.count(inst, tally)
+        self.count(inst, tally, channels)
     return tally
 
-  def count(self, inst: Instruction, tally: Tally) -> None:
+  def count(self, inst: Instruction, tally: Tally, channels: set[int]) -> None:
     """Adds one instruction that is not control flow."""
-    kind = _collective_kind(inst.opcode)
-    if kind:
-      tally.collectives[kind] += 1
-      tally.collective_bytes[kind] += shape_bytes(inst.shape)
+    if self.add_collective(inst, tally, channels):
       return
     if inst.opcode in _BOOKKEEPING or inst.opcode.endswith("-done"):
       return
     if inst.opcode.endswith("-start") and not inst.called:
       return  # The asynchronous start of a collective counted at its `-done`.
     for callee in inst.called.get("calls", ()):
-      self.collectives_in(callee, tally)
+      self.collectives_in(callee, tally, channels)
     if inst.estimated_cycles is None and _is_scalar(inst.shape):
       tally.scalar_ops += 1
       return

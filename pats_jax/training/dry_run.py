@@ -22,6 +22,7 @@ workdir nor a cache entry is written.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import dataclasses
 import json
@@ -346,8 +347,9 @@ def _section(run: AbstractRun, step: CompiledStep) -> list[str]:
       f"{_bytes(memory.code)}"
     )
   loops = "".join(
-    f"; a loop of {trips} iterations{'' if known_trips else ' (trip count unknown: 1 assumed)'}"
-    for trips, known_trips in tally.loops
+    f"; {count} loop{'s' if count > 1 else ''} of {trips} iterations"
+    f"{'' if known_trips else ' (trip count unknown: 1 assumed)'}"
+    for (trips, known_trips), count in sorted(collections.Counter(tally.loops).items())
   )
   unestimated = ", ".join(f"{n} {op}" for op, n in tally.unestimated.most_common(3))
   unestimated = f": {unestimated}" if unestimated else ""

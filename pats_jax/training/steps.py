@@ -23,6 +23,7 @@ update, not per micro-step, and not on a skipped step). A skipped step logs `ski
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -208,6 +209,18 @@ def make_eval_step(module: Any, *, regression: bool) -> Callable[[Any, dict], di
   return eval_step
 
 
+def traced_with_activation_sharding(step: Callable, mesh: Mesh, *, fsdp: bool) -> Callable:
+  """`step`, traced with the model's activations pinned to the mesh's rules
+  (`models.activation_sharding`): rows split over ("data", "fsdp"), never the model dimension."""
+
+  @functools.wraps(step)
+  def traced(*args: Any) -> Any:
+    with models.activation_sharding(mesh, models.axis_rules(fsdp=fsdp)):
+      return step(*args)
+
+  return traced
+
+
 def jit_steps(
   train_step: Callable,
   eval_step: Callable,
@@ -283,15 +296,18 @@ def build_run_steps(
   state_shardings = sharding.state_shardings(abstract, pretrained.params, param_shardings, mesh)
   state_shardings = state_shardings._replace(params=param_shardings)
   batch_sharding = sharding.batch_sharding(mesh)
+  pinned = functools.partial(traced_with_activation_sharding, mesh=mesh, fsdp=config.mesh.fsdp > 1)
   train_step, eval_step, pats_stats = jit_steps(
-    make_train_step(
-      pretrained.module,
-      optimizer,
-      seed=config.seed,
-      regression=regression,
-      skip_nonfinite=config.apply_if_finite,
+    pinned(
+      make_train_step(
+        pretrained.module,
+        optimizer,
+        seed=config.seed,
+        regression=regression,
+        skip_nonfinite=config.apply_if_finite,
+      )
     ),
-    make_eval_step(pretrained.module, regression=regression),
+    pinned(make_eval_step(pretrained.module, regression=regression)),
     make_pats_stats(optimizer),
     state_shardings=state_shardings,
     batch_sharding=batch_sharding,

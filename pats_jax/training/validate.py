@@ -269,11 +269,35 @@ def check_config(config: ml_collections.ConfigDict) -> None:
       f"config.data.custom.train_file={train_file!r} needs a dev file: set "
       "--config.data.custom.dev_file to the file to evaluate on"
     )
+  check_rank_on_sharded_leaves(config)
   batch_size, accum = config.batch_size, config.grad_accum_steps
   if batch_size % accum:
     raise ConfigError(
       f"config.batch_size={batch_size} is not a multiple of config.grad_accum_steps={accum}: "
       "each optimizer update averages grad_accum_steps equal micro-batches"
+    )
+
+
+def check_rank_on_sharded_leaves(config: ml_collections.ConfigDict) -> None:
+  """Refuses `pats.normalize=rank` on a mesh that shards the parameters (`mesh.fsdp > 1`).
+
+  The rank of an element within its matrix needs the whole matrix sorted: on a sharded leaf
+  every chip would first gather the whole matrix (and its importance), the memory and traffic
+  that FSDP is there to avoid. "minmax" needs only each shard's min and max, reduced across
+  the shards with a few bytes per matrix.
+
+  Raises:
+    ConfigError: a PATS method with `pats.normalize=rank` and `mesh.fsdp > 1`.
+  """
+  method, fsdp = _get(config, "method"), _get(config, "mesh.fsdp")
+  normalize = optimizers.PATS_VARIANTS.get(method, {}).get(
+    "normalize", _get(config, "pats.normalize")
+  )
+  if method in optimizers.PATS_VARIANTS and normalize == "rank" and _is_int(fsdp) and fsdp > 1:
+    raise ConfigError(
+      f"config.pats.normalize='rank' with config.mesh.fsdp={fsdp}: the rank sorts each whole "
+      "matrix, which a chip holding one shard of it cannot do without gathering it; set "
+      "--config.pats.normalize=minmax, or --config.mesh.fsdp=1"
     )
 
 
