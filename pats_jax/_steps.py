@@ -67,6 +67,11 @@ def _reduced_axes(x: jax.Array, layer_axis: int | None) -> tuple[int, ...]:
   return tuple(d for d in range(x.ndim) if d != layer_axis)
 
 
+def _sharded_in_type(x: jax.Array) -> bool:
+  """Whether `x` is sharded in its type (explicit mesh axes), not only in its placement."""
+  return any(p is not None for p in jax.typeof(x).sharding.spec)
+
+
 def leaf_std(theta: jax.Array, layer_axis: int | None = None) -> jax.Array:
   """`std(θ_W)`: the population standard deviation of the matrix (NoisyTune's scale).
 
@@ -76,15 +81,19 @@ def leaf_std(theta: jax.Array, layer_axis: int | None = None) -> jax.Array:
   `Σθ²/n − (Σθ/n)²` would cancel (a large mean with a small spread): the rounding error of
   the sums is about `ε·(σ² + (μ − c)²)` against `σ²`, and one element of a matrix lies
   within a few `σ` of its mean unless it is a far outlier, so the result is `jnp.std`'s up
-  to float32 rounding.
+  to float32 rounding (for a first element `k·σ` from the mean, to about `k²·ε`). A leaf
+  sharded in its type (explicit mesh axes) is shifted by its mean instead, in a second pass.
   """
   x = theta.astype(compute_dtype(theta.dtype))
   axes = _reduced_axes(x, layer_axis)
   n = math.prod(x.shape[d] for d in axes)
   if n == 0:
     return jnp.std(x, axis=axes, keepdims=True)
-  first = tuple(slice(0, 1) if d in axes else slice(None) for d in range(x.ndim))
-  d = x - x[first]
+  if _sharded_in_type(x):  # explicit mesh axes refuse a one-element slice of a sharded axis
+    shift = jnp.mean(x, axis=axes, keepdims=True)  # a second pass, as `jnp.std` makes
+  else:
+    shift = x[tuple(slice(0, 1) if d in axes else slice(None) for d in range(x.ndim))]
+  d = x - shift
   mean = jnp.sum(d, axis=axes, keepdims=True) / n
   var = jnp.sum(d * d, axis=axes, keepdims=True) / n - mean * mean
   return jnp.sqrt(jnp.maximum(var, 0))
@@ -115,10 +124,11 @@ def _order_key(x: jax.Array) -> jax.Array:
 def _reshape(x: jax.Array, shape: tuple[int, ...], like: jax.Array | None = None) -> jax.Array:
   """`x.reshape(shape)`, sharded like `like` if given, else replicated. Only arrays sharded
   in their types (explicit mesh axes) need the sharding spelled out."""
-  sharded = lambda a: any(p is not None for p in jax.typeof(a).sharding.spec)
-  if like is not None and sharded(like):
+  if like is not None and _sharded_in_type(like):
     return jnp.reshape(x, shape, out_sharding=jax.typeof(like).sharding)
-  return jnp.reshape(x, shape, out_sharding=jax.P()) if sharded(x) else jnp.reshape(x, shape)
+  if _sharded_in_type(x):
+    return jnp.reshape(x, shape, out_sharding=jax.P())
+  return jnp.reshape(x, shape)
 
 
 def _two_sum(a: jax.Array, b: jax.Array) -> tuple[jax.Array, jax.Array]:

@@ -297,6 +297,38 @@ def correctly_rounded_f32(numerator, denominator):
   return min(candidates, key=distance)
 
 
+@pytest.mark.parametrize(
+  "kind", ["large_mean_small_spread", "weights", "constant", "bfloat16", "stacked", "far_first"]
+)
+def test_one_pass_std_is_the_two_pass_std(kind):
+  """`leaf_std` sums `θ − θ_first` and its square in one pass; it gives the float64 std up to
+  float32 rounding where the unshifted `Σθ²/n − (Σθ/n)²` cancels (a mean 10⁶ spreads wide),
+  per layer of a stacked leaf too. Its error grows as `((μ − θ_first)/σ)²·ε`: with the first
+  element a far outlier the documented bound is the one checked."""
+  rng = np.random.default_rng(0)
+  axis, rtol = None, 1e-6
+  x = {
+    "large_mean_small_spread": 1e4 + 1e-2 * rng.normal(size=(256, 128)),
+    "weights": 0.02 * rng.normal(size=(768, 96)),
+    "constant": np.full((64, 32), 3.3),
+    "bfloat16": 5.0 + rng.normal(size=(64, 32)),
+    "stacked": rng.normal(size=(4, 64, 32)) * [[[1]], [[2]], [[3]], [[4]]]
+    + [[[0]], [[1e3]], [[-7]], [[1e5]]],
+    "far_first": np.concatenate([[1e3], 1e-3 * rng.normal(size=4095)]).reshape(64, 64),
+  }[kind]
+  dtype = jnp.bfloat16 if kind == "bfloat16" else jnp.float32
+  x = jnp.asarray(x, dtype)
+  if kind == "stacked":
+    axis = 0
+  if kind == "far_first":  # ((μ − c)/σ)² = n − 1 here
+    rtol = 4 * x.size * 2.0**-24
+  reduced = tuple(d for d in range(x.ndim) if d != axis)
+  expected = np.std(np.asarray(x, np.float64), axis=reduced, keepdims=True)
+  got = jax.jit(_steps.leaf_std, static_argnums=1)(x, axis)
+  assert got.dtype == jnp.float32 and got.shape == expected.shape
+  np.testing.assert_allclose(got, expected, rtol=rtol, atol=0)
+
+
 def test_minmax_r_is_exact_at_the_extremes():
   """`r = 0` at min I and exactly 1 at max I, within [0, 1] in between: spans whose rounded
   reciprocal times the span is not 1 (XLA divides by a per-matrix value that way)."""
