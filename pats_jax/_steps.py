@@ -200,7 +200,12 @@ def _rank01(imp: jax.Array, layer_axis: int | None) -> jax.Array:
   return ranks if layer_axis is None else jnp.moveaxis(ranks, 0, layer_axis)
 
 
-def normalize(imp: jax.Array, method: str, layer_axis: int | None = None) -> jax.Array:
+def normalize(
+  imp: jax.Array,
+  method: str,
+  layer_axis: int | None = None,
+  bounds: tuple[jax.Array, jax.Array] | None = None,
+) -> jax.Array:
   """Step 4: importance to `r ∈ [0, 1]` within each matrix.
 
   "minmax": `(I − min I)/(max I − min I)`, and 0 where the span `max I − min I` is below
@@ -209,16 +214,30 @@ def normalize(imp: jax.Array, method: str, layer_axis: int | None = None) -> jax
   reciprocal, rounded, so `r` is clipped to [0, 1] and set to exactly 1 where `I = max I`
   (also for an infinite `I`, where `(I − min I)·0` would be NaN). "rank": the element's
   rank over (size − 1) (`integer_ratio`). "none": 0 (a scalar, broadcast by the caller).
+  `bounds`: `(min I, max I)` when the caller has them ("minmax" only), else computed here.
   """
   if method == "none":
     return jnp.zeros((), imp.dtype)
   if method == "rank":
     return _rank01(imp, layer_axis)
-  lo, hi = min_max(imp, layer_axis)
+  lo, hi = min_max(imp, layer_axis) if bounds is None else bounds
   span = hi - lo
   informative = span >= jnp.finfo(imp.dtype).tiny  # so 1/span is finite
   r = jnp.clip((imp - lo) / jnp.where(informative, span, 1), 0, 1)
   return jnp.where(informative, jnp.where(imp == hi, 1, r), 0).astype(imp.dtype)
+
+
+def stored_min_max(
+  moment: jax.Array, stored_dtype: Any, layer_axis: int | None = None
+) -> tuple[jax.Array, jax.Array]:
+  """`min_max` of `moment` once rounded to `stored_dtype`, in the compute dtype, from the
+  unrounded values: rounding to nearest never reverses an order, so the min (max) of the
+  rounded values is the rounded min (max), exactly. An EMA kept in bfloat16 thus gets its
+  `min I` and `max I` from float32 reductions that XLA fuses with the EMA update; reducing
+  the stored values instead lets XLA reduce in bfloat16, in separate kernels."""
+  lo, hi = min_max(moment.astype(compute_dtype(moment.dtype)), layer_axis)
+  rounded = lambda v: v.astype(stored_dtype).astype(compute_dtype(stored_dtype))
+  return rounded(lo), rounded(hi)
 
 
 def amplitude(
