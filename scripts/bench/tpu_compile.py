@@ -25,7 +25,10 @@ Cases: every combination of `--models`, `--slices`, `--layers` (separate, or sta
 `pats:pats.ema_dtype=bfloat16`, `plain:mesh.fsdp=4`); `--set key=value` applies to every
 variant. Compute in `--dtype` (bfloat16 by default), parameters, AdamW moments and (unless
 `pats.ema_dtype` says otherwise) PATS's EMAs in `--param_dtype` (float32), length `--length`.
-`--markdown PATH` writes the table; `--json PATH` all figures.
+`--markdown PATH` writes the table; `--json PATH` all figures, with the `--top_kernels`
+costliest kernel groups of each step (`compiled_program.kernel_groups`: kind, result shape,
+commonest fused opcodes, how many run, estimated microseconds), which show where a variant's
+extra time goes. `--train_only` leaves out the PATS-statistics step (half the compile time).
 """
 
 from __future__ import annotations
