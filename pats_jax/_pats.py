@@ -198,9 +198,8 @@ def pats(
 
     on_selected = lambda fn, *trees: _steps.map_selected(fn, state.sensitivity, *trees)
     s = on_selected(lambda _, t, g: _steps.sensitivity(t, g, sensitivity), params, updates)  # 1
-    s_hat = optax.tree.cast_like(  # 2, stored in the state's dtype
-      optax.tree.update_moment(s, state.sensitivity, beta1, 1), state.sensitivity
-    )
+    moment = optax.tree.update_moment(s, state.sensitivity, beta1, 1)
+    s_hat = optax.tree.cast_like(moment, state.sensitivity)  # 2, stored in the state's dtype
     u_hat = None
     if beta2 is not None:  # 3
       dev = jax.tree.map(lambda x, m: jnp.abs(x - m.astype(x.dtype)), s, s_hat)
@@ -212,7 +211,13 @@ def pats(
     if not skip_noise:
       lam = noise_scale(state.count) if callable(noise_scale) else noise_scale
       imp = _importance(s_hat, u_hat)  # 3
-      amps = _amplitudes(params, imp, lam, normalize, direction, layer_axis)  # 4-5
+      bounds = None
+      if normalize == "minmax" and u_hat is None:  # min I, max I of ŝ as stored
+        axes = _masks.resolve_layer_axes(layer_axis, params, s_hat)
+        bounds = _steps.map_selected(
+          lambda stored, m, axis: _steps.stored_min_max(m, stored.dtype, axis), s_hat, moment, axes
+        )
+      amps = _amplitudes(params, imp, lam, normalize, direction, layer_axis, bounds)  # 4-5
       thetas = on_selected(lambda _, t: t, params)
       noise = _steps.draw_noise(noise_key, amps, thetas, distribution)  # 6
       inner_updates = jax.tree.map(  # 7
@@ -240,16 +245,25 @@ def _importance(s_hat: Any, u_hat: Any) -> Any:
 
 
 def _amplitudes(
-  params: Any, importance: Any, lam: Any, normalize: str, direction: str, layer_axis: Any
+  params: Any,
+  importance: Any,
+  lam: Any,
+  normalize: str,
+  direction: str,
+  layer_axis: Any,
+  bounds: Any = None,
 ) -> Any:
-  """Steps 4-5 on every leaf where `importance` holds an array; its placeholder elsewhere."""
+  """Steps 4-5 on every leaf where `importance` holds an array; its placeholder elsewhere.
+  `bounds`: `(min I, max I)` per selected leaf ("minmax"), or None to compute them here."""
   axes = _masks.resolve_layer_axes(layer_axis, params, importance)
+  if bounds is None:
+    bounds = jax.tree.map(lambda _: None, axes, is_leaf=lambda x: x is None)
 
-  def one(imp: jax.Array, theta: jax.Array, axis: int | None) -> jax.Array:
-    r = _steps.normalize(imp, normalize, axis)
+  def one(imp: jax.Array, theta: jax.Array, axis: int | None, bound: Any) -> jax.Array:
+    r = _steps.normalize(imp, normalize, axis, bound)
     return _steps.amplitude(theta, r, lam, direction, axis)
 
-  return _steps.map_selected(one, importance, params, axes)
+  return _steps.map_selected(one, importance, params, axes, bounds)
 
 
 def noise_amplitude(

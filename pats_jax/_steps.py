@@ -67,22 +67,44 @@ def _reduced_axes(x: jax.Array, layer_axis: int | None) -> tuple[int, ...]:
   return tuple(d for d in range(x.ndim) if d != layer_axis)
 
 
+def _sharded_in_type(x: jax.Array) -> bool:
+  """Whether `x` is sharded in its type (explicit mesh axes), not only in its placement."""
+  return any(p is not None for p in jax.typeof(x).sharding.spec)
+
+
 def leaf_std(theta: jax.Array, layer_axis: int | None = None) -> jax.Array:
-  """`std(θ_W)`: the population standard deviation of the matrix (NoisyTune's scale)."""
+  """`std(θ_W)`: the population standard deviation of the matrix (NoisyTune's scale).
+
+  One pass over θ: with `c` the matrix's first element and `d = θ − c`,
+  `var = Σd²/n − (Σd/n)²`, two sibling sums that XLA reduces in one read of θ (and, under
+  sharding, with small all-reduces). The shift keeps float32 accurate where the plain
+  `Σθ²/n − (Σθ/n)²` would cancel (a large mean with a small spread): the rounding error of
+  the sums is about `ε·(σ² + (μ − c)²)` against `σ²`, and one element of a matrix lies
+  within a few `σ` of its mean unless it is a far outlier, so the result is `jnp.std`'s up
+  to float32 rounding (for a first element `k·σ` from the mean, to about `k²·ε`). A leaf
+  sharded in its type (explicit mesh axes) is shifted by its mean instead, in a second pass.
+  """
   x = theta.astype(compute_dtype(theta.dtype))
-  return jnp.std(x, axis=_reduced_axes(x, layer_axis), keepdims=True)
+  axes = _reduced_axes(x, layer_axis)
+  n = math.prod(x.shape[d] for d in axes)
+  if n == 0:
+    return jnp.std(x, axis=axes, keepdims=True)
+  if _sharded_in_type(x):  # explicit mesh axes refuse a one-element slice of a sharded axis
+    shift = jnp.mean(x, axis=axes, keepdims=True)  # a second pass, as `jnp.std` makes
+  else:
+    shift = x[tuple(slice(0, 1) if d in axes else slice(None) for d in range(x.ndim))]
+  d = x - shift
+  mean = jnp.sum(d, axis=axes, keepdims=True) / n
+  var = jnp.sum(d * d, axis=axes, keepdims=True) / n - mean * mean
+  return jnp.sqrt(jnp.maximum(var, 0))
 
 
 def min_max(x: jax.Array, layer_axis: int | None = None) -> tuple[jax.Array, jax.Array]:
-  """`(min x, max x)` per matrix in one variadic reduction (one read of `x`, not two)."""
+  """`(min x, max x)` per matrix: two sibling reductions, which XLA fuses into one read of
+  `x` (with its producer, the EMA update, where it can), and which reduce with all-reduces
+  under sharding (a variadic min-max reduction is partitioned into all-gathers instead)."""
   axes = _reduced_axes(x, layer_axis)
-  lo, hi = jax.lax.reduce(
-    (x, x),
-    (jnp.array(jnp.inf, x.dtype), jnp.array(-jnp.inf, x.dtype)),
-    lambda a, b: (jnp.minimum(a[0], b[0]), jnp.maximum(a[1], b[1])),
-    axes,
-  )
-  return jnp.expand_dims(lo, axes), jnp.expand_dims(hi, axes)
+  return jnp.min(x, axis=axes, keepdims=True), jnp.max(x, axis=axes, keepdims=True)
 
 
 def _order_key(x: jax.Array) -> jax.Array:
@@ -102,10 +124,11 @@ def _order_key(x: jax.Array) -> jax.Array:
 def _reshape(x: jax.Array, shape: tuple[int, ...], like: jax.Array | None = None) -> jax.Array:
   """`x.reshape(shape)`, sharded like `like` if given, else replicated. Only arrays sharded
   in their types (explicit mesh axes) need the sharding spelled out."""
-  sharded = lambda a: any(p is not None for p in jax.typeof(a).sharding.spec)
-  if like is not None and sharded(like):
+  if like is not None and _sharded_in_type(like):
     return jnp.reshape(x, shape, out_sharding=jax.typeof(like).sharding)
-  return jnp.reshape(x, shape, out_sharding=jax.P()) if sharded(x) else jnp.reshape(x, shape)
+  if _sharded_in_type(x):
+    return jnp.reshape(x, shape, out_sharding=jax.P())
+  return jnp.reshape(x, shape)
 
 
 def _two_sum(a: jax.Array, b: jax.Array) -> tuple[jax.Array, jax.Array]:
@@ -177,7 +200,12 @@ def _rank01(imp: jax.Array, layer_axis: int | None) -> jax.Array:
   return ranks if layer_axis is None else jnp.moveaxis(ranks, 0, layer_axis)
 
 
-def normalize(imp: jax.Array, method: str, layer_axis: int | None = None) -> jax.Array:
+def normalize(
+  imp: jax.Array,
+  method: str,
+  layer_axis: int | None = None,
+  bounds: tuple[jax.Array, jax.Array] | None = None,
+) -> jax.Array:
   """Step 4: importance to `r ∈ [0, 1]` within each matrix.
 
   "minmax": `(I − min I)/(max I − min I)`, and 0 where the span `max I − min I` is below
@@ -186,16 +214,30 @@ def normalize(imp: jax.Array, method: str, layer_axis: int | None = None) -> jax
   reciprocal, rounded, so `r` is clipped to [0, 1] and set to exactly 1 where `I = max I`
   (also for an infinite `I`, where `(I − min I)·0` would be NaN). "rank": the element's
   rank over (size − 1) (`integer_ratio`). "none": 0 (a scalar, broadcast by the caller).
+  `bounds`: `(min I, max I)` when the caller has them ("minmax" only), else computed here.
   """
   if method == "none":
     return jnp.zeros((), imp.dtype)
   if method == "rank":
     return _rank01(imp, layer_axis)
-  lo, hi = min_max(imp, layer_axis)
+  lo, hi = min_max(imp, layer_axis) if bounds is None else bounds
   span = hi - lo
   informative = span >= jnp.finfo(imp.dtype).tiny  # so 1/span is finite
   r = jnp.clip((imp - lo) / jnp.where(informative, span, 1), 0, 1)
   return jnp.where(informative, jnp.where(imp == hi, 1, r), 0).astype(imp.dtype)
+
+
+def stored_min_max(
+  moment: jax.Array, stored_dtype: Any, layer_axis: int | None = None
+) -> tuple[jax.Array, jax.Array]:
+  """`min_max` of `moment` once rounded to `stored_dtype`, in the compute dtype, from the
+  unrounded values: rounding to nearest never reverses an order, so the min (max) of the
+  rounded values is the rounded min (max), exactly. An EMA kept in bfloat16 thus gets its
+  `min I` and `max I` from float32 reductions that XLA fuses with the EMA update; reducing
+  the stored values instead lets XLA reduce in bfloat16, in separate kernels."""
+  lo, hi = min_max(moment.astype(compute_dtype(moment.dtype)), layer_axis)
+  rounded = lambda v: v.astype(stored_dtype).astype(compute_dtype(stored_dtype))
+  return rounded(lo), rounded(hi)
 
 
 def amplitude(

@@ -248,6 +248,11 @@ def test_tpu_compile_estimates_plain_and_pats_side_by_side(tmp_path):
   for row in (plain, pats):
     assert row["train"]["estimated_ms"] > 0 and row["train"]["kernels"] > 0
     assert 0 < row["train"]["estimated_mfu"] < 1
+    top = row["train"]["top_kernels"]
+    assert top and all(k["estimated_us"] > 0 and k["count"] >= 1 for k in top)
+    assert [k["estimated_us"] for k in top] == sorted(
+      (k["estimated_us"] for k in top), reverse=True
+    )
   stats = pats["pats_stats"]["estimated_ms"]
   assert pats["per_logged_step_ms"] == pytest.approx(pats["train"]["estimated_ms"] + stats)
   assert pats["amortised_ms"]["10"] == pytest.approx(pats["train"]["estimated_ms"] + stats / 10)

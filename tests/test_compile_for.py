@@ -287,6 +287,28 @@ def test_program_counts_follow_loops_and_fused_collectives():
   assert dict(tally.collective_bytes) == {"all-gather": 8 * 64 * 2, "all-reduce": 8 * 128 * 4}
 
 
+def test_kernel_costs_split_the_estimate_by_kernel():
+  costs = compiled_program.kernel_costs(HLO)
+  assert (
+    sum(cost.estimated_cycles for cost in costs) == compiled_program.hlo_stats(HLO).estimated_cycles
+  )
+  assert [(c.name, c.times, c.estimated_cycles) for c in costs] == [
+    ("y.1", 12, 1200),
+    ("y.1", 3, 300),
+    ("g", 1, 50),
+  ]
+  assert (costs[0].kind, costs[0].shape, costs[0].body) == (
+    "fusion (Loop)",
+    "f32[8,128]{1,0}",
+    "add×1",
+  )
+  groups = compiled_program.kernel_groups(costs)
+  assert [(g["kind"], g["count"], g["cycles"]) for g in groups] == [
+    ("fusion (Loop)", 15, 1500),
+    ("fusion (Custom)", 1, 50),
+  ]
+
+
 def test_memory_total_counts_donated_buffers_once():
   memory = compiled_program.Memory(arguments=10, outputs=8, aliased=6, temporaries=5, code=1)
   assert memory.total == 10 + 8 - 6 + 5 + 1

@@ -297,6 +297,90 @@ def correctly_rounded_f32(numerator, denominator):
   return min(candidates, key=distance)
 
 
+@pytest.mark.parametrize(
+  "kind", ["large_mean_small_spread", "weights", "constant", "bfloat16", "stacked", "far_first"]
+)
+def test_one_pass_std_is_the_two_pass_std(kind):
+  """`leaf_std` sums `θ − θ_first` and its square in one pass; it gives the float64 std up to
+  float32 rounding where the unshifted `Σθ²/n − (Σθ/n)²` cancels (a mean 10⁶ spreads wide),
+  per layer of a stacked leaf too. Its error grows as `((μ − θ_first)/σ)²·ε`: with the first
+  element a far outlier the documented bound is the one checked."""
+  rng = np.random.default_rng(0)
+  axis, rtol = None, 1e-6
+  x = {
+    "large_mean_small_spread": 1e4 + 1e-2 * rng.normal(size=(256, 128)),
+    "weights": 0.02 * rng.normal(size=(768, 96)),
+    "constant": np.full((64, 32), 3.3),
+    "bfloat16": 5.0 + rng.normal(size=(64, 32)),
+    "stacked": rng.normal(size=(4, 64, 32)) * [[[1]], [[2]], [[3]], [[4]]]
+    + [[[0]], [[1e3]], [[-7]], [[1e5]]],
+    "far_first": np.concatenate([[1e3], 1e-3 * rng.normal(size=4095)]).reshape(64, 64),
+  }[kind]
+  dtype = jnp.bfloat16 if kind == "bfloat16" else jnp.float32
+  x = jnp.asarray(x, dtype)
+  if kind == "stacked":
+    axis = 0
+  if kind == "far_first":  # ((μ − c)/σ)² = n − 1 here
+    rtol = 4 * x.size * 2.0**-24
+  reduced = tuple(d for d in range(x.ndim) if d != axis)
+  expected = np.std(np.asarray(x, np.float64), axis=reduced, keepdims=True)
+  got = jax.jit(_steps.leaf_std, static_argnums=1)(x, axis)
+  assert got.dtype == jnp.float32 and got.shape == expected.shape
+  np.testing.assert_allclose(got, expected, rtol=rtol, atol=0)
+
+
+def test_min_max_of_rounded_values_comes_from_the_unrounded_ones():
+  """Rounding to bfloat16 keeps order, so `stored_min_max` (reducing float32 values) equals
+  the min/max of the stored bfloat16 values, bit for bit, per layer too."""
+  rng = np.random.default_rng(1)
+  x = rng.lognormal(size=(3, 40, 50)).astype(np.float32)
+  x[0, 0, :4] = [1.00390625, 1.0078125 - 2**-24, np.inf, 0.0]  # ties at rounding boundaries
+  x[1] = np.float32(1 + 2**-9)  # all round to one value
+  for axis in (None, 0):
+    got = _steps.stored_min_max(jnp.asarray(x), jnp.bfloat16, axis)
+    stored = jnp.asarray(x).astype(jnp.bfloat16).astype(jnp.float32)
+    for g, e in zip(got, _steps.min_max(stored, axis), strict=True):
+      np.testing.assert_array_equal(g, e)
+
+
+def _reduced_operand_dtypes(jaxpr, primitives=("reduce_min", "reduce_max")):
+  """The dtypes that values had before any convert_element_type feeding `primitives`."""
+  found, producers = [], {}
+  for eqn in jaxpr.eqns:
+    for out in eqn.outvars:
+      producers[out] = eqn
+    if eqn.primitive.name in primitives:
+      source = producers.get(eqn.invars[0])
+      while source is not None and source.primitive.name == "convert_element_type":
+        found.append(source.invars[0].aval.dtype)
+        source = producers.get(source.invars[0])
+      found.append(eqn.invars[0].aval.dtype)
+    for param in eqn.params.values():
+      for sub in param if isinstance(param, tuple | list) else (param,):
+        inner = getattr(sub, "jaxpr", sub)
+        if hasattr(inner, "eqns"):
+          found += _reduced_operand_dtypes(inner, primitives)
+  return found
+
+
+def test_bfloat16_emas_give_float32_min_max_reductions():
+  """With `ema_dtype=bfloat16`, min I and max I reduce the float32 EMA before it is rounded
+  (XLA fuses those with the EMA update; bfloat16 reductions of the stored EMA ran as separate
+  kernels), and the updates are those of the rounded EMA."""
+  params = {"w": jnp.asarray(np.random.default_rng(2).normal(size=(16, 8)), jnp.float32)}
+  grads = jax.tree.map(lambda p: p * 0.5 + 0.1, params)
+  opt = pats_jax.pats(optax.sgd(0.1), noise_scale=0.3, key=4, ema_dtype=jnp.bfloat16)
+  state = opt.init(params)
+  jaxpr = jax.make_jaxpr(opt.update)(grads, state, params).jaxpr
+  dtypes = _reduced_operand_dtypes(jaxpr)
+  assert dtypes and all(d == jnp.float32 for d in dtypes), dtypes
+  updates, new_state = jax.jit(opt.update)(grads, state, params)
+  eps = _steps.draw_noise(jax.random.split(state.key)[1], {"w": 1.0}, params, "uniform")
+  amps = pats_jax.noise_amplitude(params, new_state.sensitivity, noise_scale=0.3)
+  expected = -0.1 * grads["w"] + amps["w"] * eps["w"]  # up to float32 rounding order
+  np.testing.assert_allclose(updates["w"], expected, rtol=0, atol=1e-7)
+
+
 def test_minmax_r_is_exact_at_the_extremes():
   """`r = 0` at min I and exactly 1 at max I, within [0, 1] in between: spans whose rounded
   reciprocal times the span is not 1 (XLA divides by a per-matrix value that way)."""

@@ -191,3 +191,19 @@ def test_jit_with_shardings_and_donation():
     params, state = step(params, state, jax.device_put(grads_for(params, t), shardings))
   assert jax.tree.map(lambda x: x.sharding, state) == state_shardings
   assert int(state.count) == 2
+
+
+@pytest.mark.parametrize("normalize", ["minmax", "none"])
+def test_statistics_of_an_fsdp_sharded_leaf_reduce_with_all_reduces(normalize):
+  """min I, max I and std(θ_W) of a leaf whose rows are sharded over an fsdp axis: partial
+  results combined by all-reduces; no all-gather of the matrix or of partial results."""
+  mesh = jax.make_mesh((2, 4), ("data", "fsdp"), axis_types=(AxisType.Auto,) * 2)
+  sharding = NamedSharding(mesh, P("fsdp", None))
+  params = {"w": jax.device_put(make_params()["u"].reshape(64, 8), sharding)}
+  opt = pats_jax.pats(optax.adamw(1e-3), noise_scale=0.1, key=0, normalize=normalize)
+  state = opt.init(params)
+  hlo = jax.jit(opt.update).lower(params, state, params).compile().as_text()
+  ops = [line.split("=", 1)[1] for line in hlo.splitlines() if " = " in line]
+  count = lambda kind: sum(f" {kind}(" in op or f" {kind}-start(" in op for op in ops)
+  assert count("all-gather") == 0
+  assert count("all-reduce") >= 1

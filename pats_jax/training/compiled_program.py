@@ -279,6 +279,86 @@ class _Walker:
       tally.estimated_cycles += inst.estimated_cycles
 
 
+@dataclasses.dataclass(frozen=True)
+class KernelCost:
+  """One kernel of a walk and what it costs per run: its estimated cycles times the times it
+  runs (a while body's trip count)."""
+
+  name: str
+  kind: str
+  shape: str
+  body: str
+  times: int
+  estimated_cycles: int
+
+
+def _body_summary(computations: dict[str, list[Instruction]], inst: Instruction, top: int) -> str:
+  """The commonest opcodes of a fusion's computation, e.g. `xor×40 add×30 reduce×2`, which
+  tell a random-bits kernel (xor, shifts) from a reduction or an update."""
+  counts: collections.Counter = collections.Counter()
+  for callee in inst.called.get("calls", ()):
+    for sub in computations.get(callee, []):
+      if sub.opcode not in _BOOKKEEPING:
+        counts[sub.opcode] += 1
+  return " ".join(f"{opcode}×{count}" for opcode, count in counts.most_common(top))
+
+
+def kernel_costs(text: str, *, body_opcodes: int = 4) -> list[KernelCost]:
+  """Every estimated kernel that one run of an optimised HLO module's text runs, per device,
+  costliest first: the same walk and the same kernels as `hlo_stats` (a while body's kernels
+  counted with its trip count), each with its opcode (and fusion kind), result shape and the
+  commonest opcodes of its fused computation. The costs sum to `hlo_stats(text).estimated_cycles`.
+  """
+  entry, computations = parse_module(text)
+  walker = _Walker(computations)
+  costs: list[KernelCost] = []
+
+  def visit(name: str, times: int) -> None:
+    for inst in computations.get(name, []):
+      if inst.opcode == "while":
+        visit(inst.called["body"][0], times * walker.trip_count(inst)[0])
+      elif inst.opcode == "call":
+        visit(inst.called["to_apply"][0], times)
+      elif inst.opcode == "conditional":
+        branches = [n for names in inst.called.values() for n in names]
+        if branches:
+          visit(max(branches, key=lambda n: walker.walk(n).estimated_cycles), times)
+      elif inst.estimated_cycles is not None and _collective_kind(inst.opcode) is None:
+        if inst.opcode in _BOOKKEEPING or inst.opcode.endswith("-done"):
+          continue
+        if inst.opcode.endswith("-start") and not inst.called:
+          continue
+        fusion = _FUSION_KIND.search(inst.text) if inst.opcode == "fusion" else None
+        costs.append(
+          KernelCost(
+            name=inst.name,
+            kind=f"{inst.opcode} ({fusion.group(1)})" if fusion else inst.opcode,
+            shape=inst.shape,
+            body=_body_summary(computations, inst, body_opcodes),
+            times=times,
+            estimated_cycles=inst.estimated_cycles * times,
+          )
+        )
+
+  visit(entry, 1)
+  return sorted(costs, key=lambda cost: -cost.estimated_cycles)
+
+
+def kernel_groups(costs: list[KernelCost]) -> list[dict[str, Any]]:
+  """`kernel_costs` summed over kernels of the same kind, shape and fused opcodes (the same
+  kernel for each of a model's layers), costliest first: what to compare between two
+  programs, whose instruction names differ."""
+  groups: dict[tuple[str, str, str], dict[str, Any]] = {}
+  for cost in costs:
+    group = groups.setdefault(
+      (cost.kind, cost.shape, cost.body),
+      {"kind": cost.kind, "shape": cost.shape, "body": cost.body, "count": 0, "cycles": 0},
+    )
+    group["count"] += cost.times
+    group["cycles"] += cost.estimated_cycles
+  return sorted(groups.values(), key=lambda group: -group["cycles"])
+
+
 def hlo_stats(text: str) -> Tally:
   """The counts of an optimised HLO module's text, per device."""
   entry, computations = parse_module(text)

@@ -25,7 +25,10 @@ Cases: every combination of `--models`, `--slices`, `--layers` (separate, or sta
 `pats:pats.ema_dtype=bfloat16`, `plain:mesh.fsdp=4`); `--set key=value` applies to every
 variant. Compute in `--dtype` (bfloat16 by default), parameters, AdamW moments and (unless
 `pats.ema_dtype` says otherwise) PATS's EMAs in `--param_dtype` (float32), length `--length`.
-`--markdown PATH` writes the table; `--json PATH` all figures.
+`--markdown PATH` writes the table; `--json PATH` all figures, with the `--top_kernels`
+costliest kernel groups of each step (`compiled_program.kernel_groups`: kind, result shape,
+commonest fused opcodes, how many run, estimated microseconds), which show where a variant's
+extra time goes. `--train_only` leaves out the PATS-statistics step (half the compile time).
 """
 
 from __future__ import annotations
@@ -39,11 +42,12 @@ import time
 from typing import Any
 
 from pats_jax.models import known
-from pats_jax.training import dry_run, sources, tpu_slices
+from pats_jax.training import compiled_program, dry_run, sources, tpu_slices
 from scripts.bench import common
 
 MODELS = ("bert-base-uncased", "bert-large-uncased", "roberta-large")
 LAYERS = ("separate", "stacked")
+STEPS = ("train", "pats_stats")
 
 
 def _value(text: str) -> Any:
@@ -121,13 +125,29 @@ def model_folder(model: str, num_layers: int, root: pathlib.Path) -> str:
   return str(folder)
 
 
-def compile_variant(config: Any, slice_: tpu_slices.Slice) -> dict[str, Any]:
-  """The figures of one variant: its train step and, with PATS, its statistics step."""
+def top_kernels(compiled: Any, clock_hz: float, top: int) -> list[dict[str, Any]]:
+  """The `top` costliest kernel groups of a compiled step (`compiled_program.kernel_groups`:
+  kind, result shape, fused opcodes, how many run, their estimated microseconds)."""
+  groups = compiled_program.kernel_groups(compiled_program.kernel_costs(compiled.as_text()))
+  return [
+    {
+      **{k: v for k, v in group.items() if k != "cycles"},
+      "estimated_us": group["cycles"] / clock_hz * 1e6,
+    }
+    for group in groups[:top]
+  ]
+
+
+def compile_variant(
+  config: Any, slice_: tpu_slices.Slice, steps: tuple[str, ...] = STEPS, top: int = 0
+) -> dict[str, Any]:
+  """The figures of one variant: its train step and, with PATS, its statistics step (those of
+  `steps`), with the `top` costliest kernel groups of each."""
   run = dry_run.abstract_run(config, slice_)
   clock = slice_.generation.clock_hz
   row: dict[str, Any] = {}
   try:
-    compiled = dry_run.compile_run(run, ("train", "pats_stats"))
+    compiled = dry_run.compile_run(run, steps)
   except dry_run.OutOfMemoryError as error:
     return {"error": f"does not fit: {error}"}
   for name, step in compiled.items():
@@ -144,6 +164,8 @@ def compile_variant(config: Any, slice_: tpu_slices.Slice) -> dict[str, Any]:
       "memory_bytes": memory.total if memory else None,
       "compile_s": step.seconds,
     }
+    if top:
+      row[name]["top_kernels"] = top_kernels(step.compiled, clock, top)
   row["train"]["estimated_mfu"] = dry_run.train_step_mfu(run, row["train"]["estimated_ms"] / 1e3)
   return row
 
@@ -223,6 +245,12 @@ def main() -> None:
   parser.add_argument(
     "--stats_every", type=int, nargs="+", default=[1, 10, 100], help="statistics intervals"
   )
+  parser.add_argument(
+    "--train_only", action="store_true", help="leave out the PATS-statistics step"
+  )
+  parser.add_argument(
+    "--top_kernels", type=int, default=20, help="costliest kernel groups per step in --json"
+  )
   parser.add_argument("--set", nargs="*", default=[], help="key=value for every variant")
   parser.add_argument("--markdown", default="", help="also write the table to this file")
   args = parser.parse_args()
@@ -282,7 +310,9 @@ def main() -> None:
           common_overrides=common_overrides,
         )
         start = time.perf_counter()
-        case["variants"][variant] = compile_variant(config, slice_)
+        case["variants"][variant] = compile_variant(
+          config, slice_, ("train",) if args.train_only else STEPS, args.top_kernels
+        )
         print(
           f"# compiled {case['model']} {slice_.name} {layers} {per_chip}/chip {variant} in "
           f"{time.perf_counter() - start:.0f} s",
