@@ -296,6 +296,7 @@ def test_kernel_costs_split_the_estimate_by_kernel():
     ("y.1", 12, 1200),
     ("y.1", 3, 300),
     ("g", 1, 50),
+    ("g.rest", 1, 50),  # A collective's continuation kernel is a kernel with its own cost.
   ]
   assert (costs[0].kind, costs[0].shape, costs[0].body) == (
     "fusion (Loop)",
