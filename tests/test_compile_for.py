@@ -306,7 +306,7 @@ def test_kernel_costs_split_the_estimate_by_kernel():
   groups = compiled_program.kernel_groups(costs)
   assert [(g["kind"], g["count"], g["cycles"]) for g in groups] == [
     ("fusion (Loop)", 15, 1500),
-    ("fusion (Custom)", 1, 50),
+    ("fusion (Custom)", 2, 100),
   ]
 
 
