@@ -88,6 +88,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.task = task  # GLUE task: cola, sst2, mrpc, qqp, stsb, mnli, qnli, rte or wnli.
   config.model = args["model"]  # Model name (see pats_jax.training.sources), hub id or folder.
   config.seed = int(args["seed"])  # Seed of the head, dropout, noise and data order.
+  # Dropout's random generator: threefry2x32 (the same masks on any mesh), rbg or unsafe_rbg
+  # (the accelerator's bit generator: far cheaper on TPU; see docs/algorithm.md).
+  config.dropout_key_impl = "threefry2x32"
 
   config.data = ml_collections.ConfigDict()
   # GLUE folder in the download_glue_data.py layout; "" searches $GLUE_DIR, ./glue_data, then

@@ -57,9 +57,10 @@ PATS_VARIANTS = {
 # Every method `make_optimizer` builds, and the shapes of the PATS noise scale over steps.
 METHODS = ("plain", *PATS_VARIANTS, "noisytune", "sage", "add_noise")
 NOISE_SCHEDULES = ("lr_shape", "constant")
-# `jax.random` key implementations for the PATS noise (`config.pats.key_impl`): threefry2x32
-# (the default) draws the same noise on any device count; rbg and unsafe_rbg use the
-# accelerator's bit generator (docs/algorithm.md, "Random numbers").
+# `jax.random` key implementations for the PATS noise (`config.pats.key_impl`) and dropout
+# (`config.dropout_key_impl`): threefry2x32 (the default) draws the same bits on any device
+# count; rbg and unsafe_rbg use the accelerator's bit generator (docs/algorithm.md, "Random
+# numbers").
 KEY_IMPLS = ("threefry2x32", "rbg", "unsafe_rbg")
 # `config.sage.scaled_leaves`: the leaves whose Adam step SAGE scales.
 SAGE_SCALED_LEAVES = {

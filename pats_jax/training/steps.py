@@ -2,7 +2,7 @@
 
 Loss: softmax cross-entropy for classification, mean squared error for regression
 (`num_labels == 1`), averaged over the batch. Dropout draws its key from
-`fold_in(key(seed), step)`, so a resumed run draws the same masks as an uninterrupted one.
+`fold_in(key(seed), step)` (a key of `config.dropout_key_impl`), so a resumed run draws the same masks as an uninterrupted one.
 
 Non-finite steps. A micro-step is finite when its loss and every element of its gradients are
 finite. This one test decides everything: the step is counted (`nonfinite_steps`,
@@ -103,6 +103,7 @@ def make_train_step(
   seed: int,
   regression: bool,
   skip_nonfinite: bool = False,
+  dropout_key_impl: str = "threefry2x32",
 ) -> Callable[[TrainState, dict], tuple[TrainState, dict]]:
   """Returns `train_step(state, batch) -> (state, metrics)` (not jitted).
 
@@ -113,6 +114,10 @@ def make_train_step(
     regression: a one-output regression head (squared error) instead of classes.
     skip_nonfinite: leave the parameters and the optimizer state unchanged on a micro-step
       whose loss or gradients are not finite (the module docstring).
+    dropout_key_impl: the `jax.random` implementation of the dropout keys
+      (`optimizers.KEY_IMPLS`): "threefry2x32" draws the same masks on any mesh; "rbg" and
+      "unsafe_rbg" take the bits from the backend's generator (the TPU's hardware one), far
+      cheaper there, with masks that may depend on the sharding and the XLA version.
 
   Metrics: `loss`, `learning_rate` and `noise_scale` (of the update this micro-step goes into,
   at the optimizer's own count), `grad_norm`, `param_norm`, `update_norm` (global L2 norms),
@@ -120,7 +125,7 @@ def make_train_step(
   """
 
   def train_step(state: TrainState, batch: dict[str, jax.Array]) -> tuple[TrainState, dict]:
-    dropout_key = jax.random.fold_in(jax.random.key(seed), state.step)
+    dropout_key = jax.random.fold_in(jax.random.key(seed, impl=dropout_key_impl), state.step)
 
     def loss_fn(params: Any) -> jax.Array:
       logits = _apply(module, params, batch, dropout_key=dropout_key)
@@ -305,6 +310,7 @@ def build_run_steps(
         seed=config.seed,
         regression=regression,
         skip_nonfinite=config.apply_if_finite,
+        dropout_key_impl=config.dropout_key_impl,
       )
     ),
     pinned(make_eval_step(pretrained.module, regression=regression)),

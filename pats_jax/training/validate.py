@@ -222,6 +222,7 @@ CHECKS: dict[str, Callable[[str, Any], None]] = {
   "pats.noise_on_embeddings": boolean,
   "pats.ema_dtype": choice(("", *FLOAT_DTYPES)),
   "pats.key_impl": choice(optimizers.KEY_IMPLS),
+  "dropout_key_impl": choice(optimizers.KEY_IMPLS),
   "noisytune.scale": real(0.0),
   "sage.beta3": real(0.0, 1.0),
   "sage.scaled_leaves": choice(tuple(optimizers.SAGE_SCALED_LEAVES)),
