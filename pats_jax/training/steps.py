@@ -103,6 +103,7 @@ def make_train_step(
   seed: int,
   regression: bool,
   skip_nonfinite: bool = False,
+  norms_after_update: bool = False,
 ) -> Callable[[TrainState, dict], tuple[TrainState, dict]]:
   """Returns `train_step(state, batch) -> (state, metrics)` (not jitted).
 
@@ -113,6 +114,11 @@ def make_train_step(
     regression: a one-output regression head (squared error) instead of classes.
     skip_nonfinite: leave the parameters and the optimizer state unchanged on a micro-step
       whose loss or gradients are not finite (the module docstring).
+    norms_after_update: compute the logged parameter norm from the new state once it is
+      written, not in the update's kernels (an optimization barrier: the values are the same).
+      For XLA:GPU: there, a norm fused into the update keeps the new state from being written
+      in place into the donated buffers, which adds a copy kernel per leaf (about 450 of a
+      BERT-base step's 2,160 kernels). On TPU the fused norm is cheaper, so it stays fused.
 
   Metrics: `loss`, `learning_rate` and `noise_scale` (of the update this micro-step goes into,
   at the optimizer's own count), `grad_norm`, `param_norm`, `update_norm` (global L2 norms),
@@ -144,6 +150,8 @@ def make_train_step(
       updates, opt_state = update(None)
       skipped = jnp.zeros((), bool)
     params = optax.apply_updates(state.params, updates)
+    if norms_after_update:
+      params, opt_state = jax.lax.optimization_barrier((params, opt_state))
     nonfinite = state.nonfinite_steps + (~finite).astype(jnp.int32)
     consecutive = jnp.where(finite, 0, state.consecutive_nonfinite + 1)
     metrics = {
@@ -305,6 +313,7 @@ def build_run_steps(
         seed=config.seed,
         regression=regression,
         skip_nonfinite=config.apply_if_finite,
+        norms_after_update=mesh.devices.flat[0].platform == "gpu",
       )
     ),
     pinned(make_eval_step(pretrained.module, regression=regression)),

@@ -150,7 +150,13 @@ def jitted_train_step(
   from pats_jax.training import optimizers, steps
 
   optimizer = optimizers.make_optimizer(config, num_updates)
-  step = steps.make_train_step(pretrained.module, optimizer, seed=config.seed, regression=False)
+  step = steps.make_train_step(
+    pretrained.module,
+    optimizer,
+    seed=config.seed,
+    regression=False,
+    norms_after_update=jax.default_backend() == "gpu",  # As the trainer builds it on a GPU.
+  )
   params = jax.tree.map(jnp.copy, pretrained.params)
   state = jax.jit(steps.init_state, static_argnums=1)(params, optimizer.tx)
   return jax.jit(step, donate_argnums=0), state
