@@ -155,7 +155,9 @@ def jitted_train_step(
     optimizer,
     seed=config.seed,
     regression=False,
-    norms_after_update=jax.default_backend() == "gpu",  # As the trainer builds it on a GPU.
+    # As the trainer builds it on one GPU.
+    norms_after_update=jax.default_backend() == "gpu",
+    grouped_reductions=jax.default_backend() == "gpu",
   )
   params = jax.tree.map(jnp.copy, pretrained.params)
   state = jax.jit(steps.init_state, static_argnums=1)(params, optimizer.tx)
