@@ -199,11 +199,13 @@ def abstract_run(
   config: ml_collections.ConfigDict,
   slice_: tpu_slices.Slice | None,
   devices: Sequence[Any] | None = None,
+  gpu_program: bool | None = None,
 ) -> AbstractRun:
   """The run of `config` on `slice_`, as the trainer builds it, without data or weights.
 
   `devices` are those to compile for when they are not the slice's from libtpu (a GPU's from
-  `gpu_targets.target_devices`; then `slice_` is None).
+  `gpu_targets.target_devices`; then `slice_` is None). `gpu_program` is
+  `steps.build_run_steps`'s (by default: whether the devices are GPUs).
 
   Raises:
     DryRunError: a config mistake, a mesh or batch that does not suit the slice, a model
@@ -231,7 +233,12 @@ def abstract_run(
   params = loader.abstract_params(module)
   pretrained = models.Pretrained(module, params, None, shapes, [], [], config.model)
   run_steps = steps.build_run_steps(
-    config, pretrained, mesh, num_updates=SCHEDULE_UPDATES, regression=labels == 1
+    config,
+    pretrained,
+    mesh,
+    num_updates=SCHEDULE_UPDATES,
+    regression=labels == 1,
+    gpu_program=gpu_program,
   )
   state = jax.tree.map(
     lambda leaf, s: jax.ShapeDtypeStruct(leaf.shape, leaf.dtype, sharding=s),

@@ -315,6 +315,7 @@ def build_run_steps(
   *,
   num_updates: int,
   regression: bool,
+  gpu_program: bool | None = None,
 ) -> RunSteps:
   """The optimizer, shardings and jitted steps of a run of `config` on `mesh`.
 
@@ -327,9 +328,11 @@ def build_run_steps(
     mesh: the device mesh (`sharding.make_mesh`).
     num_updates: optimizer updates of the whole run (the schedules' length).
     regression: one output trained with squared error, else classes with cross-entropy.
+    gpu_program: shape the train step for XLA:GPU (`make_train_step`'s `norms_after_update`,
+      and `grouped_reductions` without FSDP); by default when the mesh's devices are GPUs.
   """
   optimizer = optimizers.make_optimizer(config, num_updates)
-  on_gpu = mesh.devices.flat[0].platform == "gpu"
+  on_gpu = mesh.devices.flat[0].platform == "gpu" if gpu_program is None else gpu_program
   param_shardings = sharding.param_shardings(
     pretrained.params, models.logical_axes(pretrained), mesh, fsdp=config.mesh.fsdp > 1
   )

@@ -19,14 +19,18 @@ Per step it reports:
 
   python -m scripts.bench.gpu_compile                          # BERT-base, H100, batch 32
   python -m scripts.bench.gpu_compile --num_layers 2           # the same shape, 2 layers
-  python -m scripts.bench.gpu_compile --set model_config.attention=cudnn
+  python -m scripts.bench.gpu_compile --set model_config.attention=cudnn \
+      model_config.attention_dropout=0.0   # cuDNN attention: training without its dropout
   python -m scripts.bench.gpu_compile --xla xla_gpu_enable_command_buffer=FUSION,CUBLAS
 
 Cases: every combination of `--gpus`, `--models`, `--layers` (separate, or stacked under
 `nn.scan`) and `--batch_size`; variants as in `scripts.bench.tpu_compile` (`plain`, `pats`,
 `<method>:<key>=<value>,...`), `--set key=value` for every variant, `--xla key=value` XLA
-options for every compile. `--markdown PATH` writes the table, `--json PATH` every figure with
-the `--top_kernels` commonest kernel groups of each step. It needs the jax CUDA plugin
+options for every compile. The trainer shapes two parts of the step for a GPU
+(`steps.build_run_steps`' `gpu_program`: the parameter norm after the update, the non-finite
+test and logged norms grouped); `--tpu_step` compiles the step it builds for a TPU instead.
+`--markdown PATH` writes the table, `--json PATH` every figure with the `--top_kernels`
+commonest kernel groups of each step. It needs the jax CUDA plugin
 (`pip install "jax[cuda12]==<jax version>"`, best in a separate virtual environment); without
 it, it stops with one message saying so (exit status 2).
 """
@@ -82,10 +86,11 @@ def kernel_counts(hlo: str, top: int) -> dict[str, Any]:
 
 
 def compile_variant(
-  config: Any, devices: list[Any], options: dict[str, Any], top: int
+  config: Any, devices: list[Any], options: dict[str, Any], top: int, *, tpu_step: bool = False
 ) -> dict[str, Any]:
-  """The counts of the train step of one variant, compiled with the XLA `options`."""
-  run = dry_run.abstract_run(config, None, devices)
+  """The counts of the train step of one variant, compiled with the XLA `options` (with
+  `tpu_step`, the step the trainer builds for a TPU: `steps.build_run_steps`' `gpu_program`)."""
+  run = dry_run.abstract_run(config, None, devices, gpu_program=False if tpu_step else None)
   jitted, args = run.step_args("train")
   with tempfile.TemporaryDirectory() as dump:
     step = dry_run.compile_step(
@@ -156,6 +161,11 @@ def main() -> None:
   )
   parser.add_argument("--set", nargs="*", default=[], help="key=value for every variant")
   parser.add_argument("--xla", nargs="*", default=[], help="XLA option=value for every compile")
+  parser.add_argument(
+    "--tpu_step",
+    action="store_true",
+    help="the train step the trainer builds for a TPU (per-leaf norms fused with the update)",
+  )
   parser.add_argument("--top_kernels", type=int, default=15, help="kernel groups per step")
   parser.add_argument("--markdown", default="", help="also write the table to this file")
   args = parser.parse_args()
@@ -203,7 +213,9 @@ def main() -> None:
         )
         start = time.perf_counter()
         try:
-          row = compile_variant(config, devices[card.name], options, args.top_kernels)
+          row = compile_variant(
+            config, devices[card.name], options, args.top_kernels, tpu_step=args.tpu_step
+          )
         except dry_run.DryRunError as error:
           row = {"error": str(error)}
         case["variants"][variant] = row
