@@ -51,8 +51,10 @@ HloModule jit_step, is_scheduled=true
   %i = s32[] get-tuple-element(%state), index=0
   %x = bf16[64,64]{1,0} get-tuple-element(%state), index=1
   %g = bf16[64,64]{1,0} fusion(%x, %x), kind=kCustom, calls=%gemm, \
+metadata={op_name="jit(step)/jvp(Model)/dot_general"}, \
 backend_config={"fusion_backend_config":{"kind":"__triton_nested_gemm_fusion"}}
-  %red = f32[64]{0} fusion(%g), kind=kInput, calls=%fused_reduce
+  %red = f32[64]{0} fusion(%g), kind=kInput, calls=%fused_reduce, \
+metadata={op_name="jit(step)/transpose(jvp(Model))/reduce_sum"}
   %inc = s32[] fusion(%i), kind=kLoop, calls=%fused_inc
   ROOT %out = (s32[], bf16[64,64]{1,0}) tuple(%inc, %g)
 }
@@ -143,6 +145,7 @@ def test_gpu_kernels_count_every_kernel_with_loop_trips():
     "other": 1,
   }
   assert [group["count"] for group in counts["top_kernels"]] == [3, 3]
+  assert counts["by_phase"] == {"forward": 3, "backward": 3, "rest": 3 + 5}
 
 
 def test_launches_count_graphs_and_kernels_outside_them_per_run():

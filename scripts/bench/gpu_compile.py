@@ -13,6 +13,8 @@ Per step it reports:
   bitcasts, constants), a `while` body's counted its trip count times (`compiled_program`,
   with `kernels + scalar_ops`: on a GPU a scalar fusion is a kernel too); by kind: GEMM, cuDNN,
   reduction fusions (`kInput`), elementwise fusions (`kLoop`), other Triton fusions, copies;
+- by phase: the model's forward, its backward, and the rest (the optimizer update, the
+  norms, the random bits), by the JAX op name each kernel carries;
 - launches: what the host launches per step, from XLA's thunk sequence (`gpu_thunks`):
   command buffers (CUDA graphs, each holding many kernels) and the kernels launched outside
   them (a loop's condition, each iteration), and how many kernels run inside graphs.
@@ -40,6 +42,7 @@ from __future__ import annotations
 import collections
 import itertools
 import pathlib
+import re
 import sys
 import tempfile
 import time
@@ -70,17 +73,35 @@ def category(kind: str) -> str:
 CATEGORIES = ("GEMM", "cuDNN", "reduction", "elementwise", "Triton", "copy", "other")
 
 
+_OP_NAME = re.compile(r'op_name="([^"]*)"')
+PHASES = ("forward", "backward", "rest")
+
+
+def phase(text: str) -> str:
+  """The part of a train step an instruction belongs to, by the JAX op name in its metadata:
+  the model's forward (`jvp(`), its backward (`transpose(`), or the rest (the update, the
+  norms, the random bits; also instructions without an op name)."""
+  op_name = _OP_NAME.search(text)
+  name = op_name.group(1) if op_name else ""
+  return "backward" if "transpose(" in name else "forward" if "jvp(" in name else "rest"
+
+
 def kernel_counts(hlo: str, top: int) -> dict[str, Any]:
-  """Kernels per run of an optimised GPU program (the module docstring), by category and the
-  `top` commonest groups (kind, result shape, fused opcodes)."""
+  """Kernels per run of an optimised GPU program (the module docstring), by category, by phase
+  of the step (`phase`), and the `top` commonest groups (kind, result shape, fused opcodes)."""
   costs = compiled_program.kernel_costs(hlo, estimated_only=False)
+  _, computations = compiled_program.parse_module(hlo)
+  texts = {inst.name: inst.text for insts in computations.values() for inst in insts}
   by_category: collections.Counter = collections.Counter()
+  by_phase: collections.Counter = collections.Counter()
   for cost in costs:
     by_category[category(cost.kind)] += cost.times
+    by_phase[phase(texts[cost.name])] += cost.times
   groups = sorted(compiled_program.kernel_groups(costs), key=lambda g: -g["count"])
   return {
     "kernels": sum(by_category.values()),
     "by_category": {name: by_category[name] for name in CATEGORIES},
+    "by_phase": {name: by_phase[name] for name in PHASES},
     "top_kernels": [{k: v for k, v in g.items() if k != "cycles"} for g in groups[:top]],
   }
 
@@ -127,8 +148,9 @@ def markdown(cases: list[dict[str, Any]], env: dict[str, Any]) -> str:
     "",
     "| GPU | model | layers | batch | variant | kernels | "
     + " | ".join(CATEGORIES)
-    + " | launches (graphs + outside) | kernels in graphs | compile s |",
-    "|---" * (9 + len(CATEGORIES)) + "|",
+    + " | forward / backward / rest | launches (graphs + outside) | kernels in graphs | "
+    "compile s |",
+    "|---" * (10 + len(CATEGORIES)) + "|",
   ]
   for case in cases:
     for variant, row in case["variants"].items():
@@ -136,12 +158,14 @@ def markdown(cases: list[dict[str, Any]], env: dict[str, Any]) -> str:
         f"| {case['gpu']} | {case['model']} | {case['layers']} | {case['batch_size']} | {variant} |"
       )
       if "error" in row:
-        lines.append(f"{head} {row['error']} |" + " |" * (3 + len(CATEGORIES)))
+        lines.append(f"{head} {row['error']} |" + " |" * (4 + len(CATEGORIES)))
         continue
       kinds = " | ".join(f"{row['by_category'][name]:,}" for name in CATEGORIES)
+      phases = " / ".join(f"{row['by_phase'][name]:,}" for name in PHASES)
       lines.append(
-        f"{head} {row['kernels']:,} | {kinds} | {row['launches']:,} ({row['graphs']:,} + "
-        f"{row['ungraphed']:,}) | {row['in_graphs']:,} | {row['compile_s']:.0f} |"
+        f"{head} {row['kernels']:,} | {kinds} | {phases} | {row['launches']:,} "
+        f"({row['graphs']:,} + {row['ungraphed']:,}) | {row['in_graphs']:,} | "
+        f"{row['compile_s']:.0f} |"
       )
   return "\n".join(lines) + "\n"
 
