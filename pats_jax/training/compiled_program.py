@@ -303,11 +303,30 @@ def _body_summary(computations: dict[str, list[Instruction]], inst: Instruction,
   return " ".join(f"{opcode}×{count}" for opcode, count in counts.most_common(top))
 
 
-def kernel_costs(text: str, *, body_opcodes: int = 4) -> list[KernelCost]:
+_CUSTOM_KIND = re.compile(r'"kind":"(__[^"]+)"|custom_call_target="([^"]+)"')
+
+
+def kernel_kind(inst: Instruction) -> str:
+  """An instruction's kind: its opcode, with a fusion's kind (`fusion (Loop)`) and what runs a
+  custom fusion or call (`fusion (Custom: __triton_gemm)`, `custom-call (__cublas$gemm)`)."""
+  fusion = _FUSION_KIND.search(inst.text) if inst.opcode == "fusion" else None
+  custom = _CUSTOM_KIND.search(inst.text) if inst.opcode in ("fusion", "custom-call") else None
+  target = (custom.group(1) or custom.group(2)) if custom else ""
+  detail = ": ".join(part for part in (fusion.group(1) if fusion else "", target) if part)
+  return f"{inst.opcode} ({detail})" if detail else inst.opcode
+
+
+def kernel_costs(
+  text: str, *, body_opcodes: int = 4, estimated_only: bool = True
+) -> list[KernelCost]:
   """Every estimated kernel that one run of an optimised HLO module's text runs, per device,
   costliest first: the same walk and the same kernels as `hlo_stats` (a while body's kernels
-  counted with its trip count), each with its opcode (and fusion kind), result shape and the
+  counted with its trip count), each with its kind (`kernel_kind`), result shape and the
   commonest opcodes of its fused computation. The costs sum to `hlo_stats(text).estimated_cycles`.
+
+  With `estimated_only=False` it lists every instruction that the walk counts as a kernel or a
+  scalar op, with or without an estimate (0 cycles without): on a GPU each runs as a kernel of
+  its own, so their number, times trip counts, is `kernels + scalar_ops` of `hlo_stats`.
   """
   entry, computations = parse_module(text)
   walker = _Walker(computations)
@@ -323,20 +342,21 @@ def kernel_costs(text: str, *, body_opcodes: int = 4) -> list[KernelCost]:
         branches = [n for names in inst.called.values() for n in names]
         if branches:
           visit(max(branches, key=lambda n: walker.walk(n).estimated_cycles), times)
-      elif inst.estimated_cycles is not None and _collective_kind(inst.opcode) is None:
+      elif _collective_kind(inst.opcode) is None:
+        if estimated_only and inst.estimated_cycles is None:
+          continue
         if inst.opcode in _BOOKKEEPING or inst.opcode.endswith("-done"):
           continue
         if inst.opcode.endswith("-start") and not inst.called:
           continue
-        fusion = _FUSION_KIND.search(inst.text) if inst.opcode == "fusion" else None
         costs.append(
           KernelCost(
             name=inst.name,
-            kind=f"{inst.opcode} ({fusion.group(1)})" if fusion else inst.opcode,
+            kind=kernel_kind(inst),
             shape=inst.shape,
             body=_body_summary(computations, inst, body_opcodes),
             times=times,
-            estimated_cycles=inst.estimated_cycles * times,
+            estimated_cycles=(inst.estimated_cycles or 0) * times,
           )
         )
 

@@ -30,7 +30,7 @@ import math
 import pathlib
 import tempfile
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import jax
@@ -64,7 +64,7 @@ class AbstractRun:
 
   Attributes:
     config: the run's config.
-    slice: the TPU slice.
+    slice: the TPU slice (None when compiled for another target: a GPU).
     mesh: the config's mesh over the slice's devices.
     pretrained: the model, its `params` as `jax.ShapeDtypeStruct`s.
     steps: the optimizer, shardings and jitted steps (`steps.build_run_steps`).
@@ -74,7 +74,7 @@ class AbstractRun:
   """
 
   config: ml_collections.ConfigDict
-  slice: tpu_slices.Slice
+  slice: tpu_slices.Slice | None
   mesh: jax.sharding.Mesh
   pretrained: models.Pretrained
   steps: steps.RunSteps
@@ -195,8 +195,17 @@ def _batch(rows: int, length: int, sharding: Any, *, regression: bool, eval_keys
   return batch
 
 
-def abstract_run(config: ml_collections.ConfigDict, slice_: tpu_slices.Slice) -> AbstractRun:
+def abstract_run(
+  config: ml_collections.ConfigDict,
+  slice_: tpu_slices.Slice | None,
+  devices: Sequence[Any] | None = None,
+  gpu_program: bool | None = None,
+) -> AbstractRun:
   """The run of `config` on `slice_`, as the trainer builds it, without data or weights.
+
+  `devices` are those to compile for when they are not the slice's from libtpu (a GPU's from
+  `gpu_targets.target_devices`; then `slice_` is None). `gpu_program` is
+  `steps.build_run_steps`'s (by default: whether the devices are GPUs).
 
   Raises:
     DryRunError: a config mistake, a mesh or batch that does not suit the slice, a model
@@ -204,7 +213,8 @@ def abstract_run(config: ml_collections.ConfigDict, slice_: tpu_slices.Slice) ->
   """
   try:
     validate.check_config(config)
-    devices = tpu_slices.topology_devices(slice_)
+    if devices is None:
+      devices = tpu_slices.topology_devices(slice_)
     mesh = sharding.make_mesh(config, devices)
     validate.check_batch_sizes(config, mesh.size)
   except (ValueError, tpu_slices.LibtpuError) as error:  # ConfigError, SliceError included.
@@ -223,7 +233,12 @@ def abstract_run(config: ml_collections.ConfigDict, slice_: tpu_slices.Slice) ->
   params = loader.abstract_params(module)
   pretrained = models.Pretrained(module, params, None, shapes, [], [], config.model)
   run_steps = steps.build_run_steps(
-    config, pretrained, mesh, num_updates=SCHEDULE_UPDATES, regression=labels == 1
+    config,
+    pretrained,
+    mesh,
+    num_updates=SCHEDULE_UPDATES,
+    regression=labels == 1,
+    gpu_program=gpu_program,
   )
   state = jax.tree.map(
     lambda leaf, s: jax.ShapeDtypeStruct(leaf.shape, leaf.dtype, sharding=s),
@@ -250,15 +265,18 @@ class OutOfMemoryError(DryRunError):
   """The TPU compiler found that a step needs more HBM than a chip has."""
 
 
-def compile_step(name: str, jitted: Callable, *args: Any) -> CompiledStep:
-  """`jitted.lower(*args).compile()`, timed, with its `program_stats`.
+def compile_step(
+  name: str, jitted: Callable, *args: Any, compiler_options: dict[str, Any] | None = None
+) -> CompiledStep:
+  """`jitted.lower(*args).compile(compiler_options)`, timed, with its `program_stats`.
+  `compiler_options` are XLA's options for this compile only (`xla_gpu_...=value`).
 
   Raises:
     OutOfMemoryError: the compiler ran out of HBM; the message is the compiler's.
   """
   start = time.perf_counter()
   try:
-    compiled = jitted.lower(*args).compile()
+    compiled = jitted.lower(*args).compile(compiler_options)
   except jax.errors.JaxRuntimeError as error:
     text = str(error).strip()
     if "RESOURCE_EXHAUSTED" not in text:

@@ -150,7 +150,15 @@ def jitted_train_step(
   from pats_jax.training import optimizers, steps
 
   optimizer = optimizers.make_optimizer(config, num_updates)
-  step = steps.make_train_step(pretrained.module, optimizer, seed=config.seed, regression=False)
+  step = steps.make_train_step(
+    pretrained.module,
+    optimizer,
+    seed=config.seed,
+    regression=False,
+    # As the trainer builds it on one GPU.
+    norms_after_update=jax.default_backend() == "gpu",
+    grouped_reductions=jax.default_backend() == "gpu",
+  )
   params = jax.tree.map(jnp.copy, pretrained.params)
   state = jax.jit(steps.init_state, static_argnums=1)(params, optimizer.tx)
   return jax.jit(step, donate_argnums=0), state
