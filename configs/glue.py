@@ -113,6 +113,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.model_config.param_dtype = "float32"  # Parameter dtype: float32, bfloat16 or float16.
   config.model_config.attention = "auto"  # Attention kernel: auto, xla or cudnn.
   config.model_config.remat = False  # True recomputes activations (less memory, more time).
+  # What remat keeps: full (nothing), dots (matmul outputs), dots_no_batch (dense outputs).
+  config.model_config.remat_policy = "full"
   config.model_config.scan_layers = False  # True stacks the layers and runs them as one nn.scan.
   # Dropout after embeddings and sublayers; None keeps the checkpoint's value.
   config.model_config.hidden_dropout = config_dict.placeholder(float)

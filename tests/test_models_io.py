@@ -5,6 +5,8 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
+import math
+import re
 import sys
 
 import flax.linen as nn
@@ -12,6 +14,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from jax import ad_checkpoint
 from jax.sharding import Mesh, PartitionSpec
 
 from pats_jax import models
@@ -267,29 +270,45 @@ def test_bfloat16_params(tiny_bert):
   assert logits_of(loaded).dtype == np.float32
 
 
-@pytest.mark.slow
-def test_remat_gives_same_values_and_gradients(tiny_bert):
-  plain = models.load(tiny_bert, num_labels=2)
-  remat = models.load(tiny_bert, num_labels=2, remat=True)
+def dropout_loss(module, params):
   ids, mask, types = batch()
-
-  def loss(module, params):
-    return jnp.sum(
-      module.apply(
-        {"params": params},
-        ids,
-        mask,
-        types,
-        deterministic=False,
-        rngs={"dropout": jax.random.key(0)},
-      )
-      ** 2
+  return jnp.sum(
+    module.apply(
+      {"params": params}, ids, mask, types, deterministic=False, rngs={"dropout": jax.random.key(0)}
     )
+    ** 2
+  )
 
-  value_a, grad_a = jax.jit(jax.value_and_grad(functools.partial(loss, plain.module)))(plain.params)
-  value_b, grad_b = jax.jit(jax.value_and_grad(functools.partial(loss, remat.module)))(remat.params)
+
+@pytest.mark.slow
+@pytest.mark.parametrize("remat", [True, "dots", "dots_no_batch"])
+def test_remat_gives_same_values_and_gradients(tiny_bert, remat):
+  plain = models.load(tiny_bert, num_labels=2)
+  rematerialised = models.load(tiny_bert, num_labels=2, remat=remat)
+  grad = lambda loaded: jax.jit(jax.value_and_grad(functools.partial(dropout_loss, loaded.module)))(
+    loaded.params
+  )
+  value_a, grad_a = grad(plain)
+  value_b, grad_b = grad(rematerialised)
   np.testing.assert_allclose(value_a, value_b, rtol=1e-6)
   jax.tree.map(functools.partial(np.testing.assert_allclose, rtol=1e-5, atol=1e-7), grad_a, grad_b)
+
+
+@pytest.mark.parametrize("scan_layers", [False, True])
+def test_remat_policies_keep_fewer_activations_for_the_backward_pass(
+  tiny_bert, scan_layers, capsys
+):
+  saved = {}
+  for remat in (False, "dots", "dots_no_batch", True):
+    loaded = models.load(tiny_bert, num_labels=2, remat=remat, scan_layers=scan_layers)
+    capsys.readouterr()
+    ad_checkpoint.print_saved_residuals(
+      functools.partial(dropout_loss, loaded.module), loaded.params
+    )
+    # One line per residual, starting with its type, e.g. "bf16[4,12,48] from ...".
+    shapes = re.findall(r"^\w+\[([\d,]*)\]", capsys.readouterr().out, flags=re.MULTILINE)
+    saved[remat] = sum(math.prod(int(n) for n in dims.split(",") if n) for dims in shapes)
+  assert saved[False] > saved["dots"] > saved["dots_no_batch"] > saved[True]
 
 
 def test_dropout_uses_dropout_rng(tiny_bert):

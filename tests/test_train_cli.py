@@ -66,6 +66,10 @@ MISTAKES = {
   ),
   "missing model folder": ({"model": "./no_such_model"}, "config.model='./no_such_model'"),
   "unknown best metric": ({"best_metric": "acuracy"}, "config.best_metric='acuracy'"),
+  "unknown remat policy": (
+    {"model_config.remat_policy": "dot"},
+    "config.model_config.remat_policy='dot': expected one of 'full', 'dots', 'dots_no_batch'",
+  ),
 }
 
 

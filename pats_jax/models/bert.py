@@ -266,7 +266,7 @@ class Encoder(nn.Module):
   dtype: Dtype = jnp.float32
   param_dtype: Dtype = jnp.float32
   attention: str = "auto"
-  remat: bool = False
+  remat: bool | str = False
   scan_layers: bool = False
 
   @nn.compact

@@ -41,7 +41,7 @@ class SequenceClassifier(nn.Module):
     dtype: compute dtype (e.g. bfloat16); logits are float32.
     param_dtype: dtype of the parameters.
     attention: "auto", "xla" or "cudnn" (`layers.resolve_attention`).
-    remat: recompute each layer in the backward pass.
+    remat: recompute each layer in the backward pass (True, or a `stack.REMAT_POLICIES` name).
     scan_layers: stacked layer parameters, one `nn.scan` loop.
   """
 
@@ -49,7 +49,7 @@ class SequenceClassifier(nn.Module):
   dtype: Dtype = jnp.float32
   param_dtype: Dtype = jnp.float32
   attention: str = "auto"
-  remat: bool = False
+  remat: bool | str = False
   scan_layers: bool = False
 
   @nn.compact

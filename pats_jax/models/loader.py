@@ -103,7 +103,7 @@ def load(
   param_dtype: Any = jnp.float32,
   seed: int = 0,
   attention: str = "auto",
-  remat: bool = False,
+  remat: bool | str = False,
   scan_layers: bool = False,
   hidden_dropout: float | None = None,
   attention_dropout: float | None = None,
@@ -121,7 +121,8 @@ def load(
     seed: seed of the newly initialised head, if the checkpoint lacks one.
     attention: "auto" (cuDNN flash attention on a supporting GPU, else XLA), "xla" or
       "cudnn" (needs right-padded batches and a 16-bit dtype).
-    remat: recompute each layer in the backward pass (less memory, more compute).
+    remat: recompute each layer in the backward pass (less memory, more compute): True, or
+      what to keep, a `stack.REMAT_POLICIES` name.
     scan_layers: stack the layers' parameters (`params["encoder"]["layers"]`, leaves
       `[num_layers, ...]`, leading logical axis "layers") and run them as one `nn.scan`
       loop: XLA compiles one layer body instead of `num_layers` copies. False keeps one

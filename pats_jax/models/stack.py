@@ -31,7 +31,8 @@ Every layer's input and output hidden states are pinned to rows split over the b
 FSDP XLA never carries a weight's "embed" split into the activations between layers.
 
 `remat=True` recomputes each layer in the backward pass (`nn.remat`), trading compute for
-activation memory. Dropout rngs are split per layer in both layouts.
+activation memory; a policy name (`REMAT_POLICIES`) keeps the matmul outputs and recomputes
+only the rest. Dropout rngs are split per layer in both layouts.
 
 References:
   Flax's lifted transforms `nn.scan`, `nn.remat`, `nn.map_variables`; MaxText (scan_layers).
@@ -47,12 +48,26 @@ import jax
 from pats_jax.models import sharding as sh
 from pats_jax.models.convert import LAYER_KEY_PREFIX, STACKED_KEY
 
+# `remat` values that name what the backward pass keeps (`jax.checkpoint_policies`); True is
+# "full". "dots" keeps every matmul output and recomputes the elementwise work between them
+# (GELU, LayerNorm, softmax, dropout masks); "dots_no_batch" keeps only the outputs of matmuls
+# without batch dimensions (the dense layers), so it also recomputes the attention scores.
+REMAT_POLICIES = {
+  "full": None,
+  "dots": jax.checkpoint_policies.dots_saveable,
+  "dots_no_batch": jax.checkpoint_policies.dots_with_no_batch_dims_saveable,
+}
 
-def layer_class(layer: type[nn.Module], remat: bool) -> type[nn.Module]:
-  """`layer`, or its rematerialised form (`deterministic` and `first_token_only` static)."""
+
+def layer_class(layer: type[nn.Module], remat: bool | str) -> type[nn.Module]:
+  """`layer`, or its rematerialised form (`deterministic` and `first_token_only` static).
+
+  `remat`: False, True (recompute the whole layer) or a key of `REMAT_POLICIES`.
+  """
   if not remat:
     return layer
-  return nn.remat(layer, static_argnums=(3, 4), prevent_cse=False)
+  policy = REMAT_POLICIES["full" if remat is True else remat]
+  return nn.remat(layer, static_argnums=(3, 4), prevent_cse=False, policy=policy)
 
 
 def _scan(layer: nn.Module, x: jax.Array, context: Any, deterministic: bool, length: int):
@@ -99,7 +114,7 @@ class _ScannedThenFirstToken(nn.Module):
   layer: type[nn.Module]
   args: tuple
   num_layers: int
-  remat: bool = False
+  remat: bool | str = False
 
   @nn.compact
   def __call__(self, x, context, deterministic: bool):
@@ -119,7 +134,7 @@ def run_layers(
   num_layers: int,
   deterministic: bool,
   first_token_only: bool,
-  remat: bool,
+  remat: bool | str,
   scan_layers: bool,
   initializing: bool,
 ) -> jax.Array:
@@ -133,7 +148,7 @@ def run_layers(
     num_layers: L.
     deterministic: no dropout.
     first_token_only: the last layer computes the first position only (output `[batch, 1, E]`).
-    remat: recompute each layer in the backward pass.
+    remat: recompute each layer in the backward pass: True, or a `REMAT_POLICIES` name.
     scan_layers: stacked parameters under "layers", one `nn.scan` loop; else `layer_{i}`.
     initializing: the caller's `self.is_initializing()` (init builds the full stacked tree).
 

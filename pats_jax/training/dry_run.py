@@ -227,7 +227,7 @@ def abstract_run(
     jnp.dtype(options.dtype),
     jnp.dtype(options.param_dtype),
     options.attention,
-    options.remat,
+    options.remat and options.remat_policy,
     options.scan_layers,
   )
   params = loader.abstract_params(module)
@@ -342,7 +342,8 @@ def _header(run: AbstractRun) -> list[str]:
     f"by libtpu {tpu_slices.libtpu_version()} (jax {jax.__version__}); no TPU was used.",
     f"Model {config.model}: {shapes.num_hidden_layers} layers, width {shapes.hidden_size}, "
     f"{parameters:,} parameters in {options.param_dtype}, compute in {options.dtype}, layers "
-    f"{layers}{', remat' if options.remat else ''}; method {config.method}.",
+    f"{layers}{f', remat {options.remat_policy}' if options.remat else ''}; "
+    f"method {config.method}.",
     f"Mesh data={run.mesh.shape['data']} x fsdp={run.mesh.shape['fsdp']}; train batch "
     f"{train_rows} ({train_rows // chips} per chip) x {run.length} tokens, the longest length "
     f"bucket; eval batch {eval_rows} ({eval_rows // chips} per chip).",

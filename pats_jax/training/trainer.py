@@ -72,7 +72,7 @@ def load_model(config: ml_collections.ConfigDict, workdir: pathlib.Path, num_lab
       param_dtype=jnp.dtype(options.param_dtype),
       seed=config.seed,
       attention=options.attention,
-      remat=options.remat,
+      remat=options.remat and options.remat_policy,
       scan_layers=options.scan_layers,
       hidden_dropout=options.hidden_dropout,
       attention_dropout=options.attention_dropout,

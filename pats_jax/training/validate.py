@@ -26,6 +26,7 @@ import ml_collections
 from pats_jax import _steps, metrics
 from pats_jax.data import custom, glue, tasks
 from pats_jax.models.layers import ATTENTION_CHOICES
+from pats_jax.models.stack import REMAT_POLICIES
 from pats_jax.training import optimizers, sources
 
 FLOAT_DTYPES = ("float32", "bfloat16", "float16")
@@ -192,6 +193,7 @@ CHECKS: dict[str, Callable[[str, Any], None]] = {
   "model_config.param_dtype": float_dtype,
   "model_config.attention": choice(ATTENTION_CHOICES),
   "model_config.remat": boolean,
+  "model_config.remat_policy": choice(tuple(REMAT_POLICIES)),
   "model_config.scan_layers": boolean,
   "model_config.hidden_dropout": optional(real(0.0, 1.0)),
   "model_config.attention_dropout": optional(real(0.0, 1.0)),

@@ -77,6 +77,7 @@ FREE_FIELDS: tuple[str, ...] = (
   "eval_batch_size",  # Only how the dev set is cut into batches for evaluation.
   "data.cache_dir",  # Where tokenised data is cached, not what it is.
   "model_config.remat",  # Recomputes activations in the backward pass; the same function.
+  "model_config.remat_policy",  # Which activations remat recomputes; the same function.
   "distributed",  # How processes find each other (coordinator address, process ids).
 )
 
