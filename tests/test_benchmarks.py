@@ -259,3 +259,27 @@ def test_tpu_compile_estimates_plain_and_pats_side_by_side(tmp_path):
   text = table.read_text()
   assert "TPU compiler's estimate" in text and f"libtpu {figures['libtpu']}" in text
   assert text.count("| tiny-bert | v5e-4 (1.50 GHz) | separate | 2 |") == 2
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(
+  importlib.util.find_spec("libtpu") is None,
+  reason='libtpu (the TPU compiler) is not installed: pip install -e ".[tpu]"',
+)
+def test_tpu_compile_of_the_gpu_shaped_step_groups_the_leaf_reductions(tmp_path):
+  def finite_tests(*flags):
+    _, figures = run_bench(
+      "tpu_compile", tmp_path, "--models", "tiny-bert", "--per_chip_batch", "2", "--length",
+      "16", "--variants", "plain", "--train_only", "--top_kernels", "1000", *flags,
+    )  # fmt: skip
+    (case,) = figures["cases"]
+    top = case["variants"]["plain"]["train"]["top_kernels"]
+    # Each leaf's non-finite test: an is-finite reduction to a scalar `pred`.
+    count = sum(
+      k["count"] for k in top if "is-finite" in k["body"] and k["shape"].startswith("pred[]")
+    )
+    return figures["gpu_program"], count
+
+  (tpu_flag, per_leaf), (gpu_flag, grouped) = finite_tests(), finite_tests("--gpu_program")
+  assert (tpu_flag, gpu_flag) == (False, True)
+  assert per_leaf > 10 * max(grouped, 1)

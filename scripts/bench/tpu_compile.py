@@ -139,11 +139,16 @@ def top_kernels(compiled: Any, clock_hz: float, top: int) -> list[dict[str, Any]
 
 
 def compile_variant(
-  config: Any, slice_: tpu_slices.Slice, steps: tuple[str, ...] = STEPS, top: int = 0
+  config: Any,
+  slice_: tpu_slices.Slice,
+  steps: tuple[str, ...] = STEPS,
+  top: int = 0,
+  gpu_program: bool = False,
 ) -> dict[str, Any]:
   """The figures of one variant: its train step and, with PATS, its statistics step (those of
-  `steps`), with the `top` costliest kernel groups of each."""
-  run = dry_run.abstract_run(config, slice_)
+  `steps`), with the `top` costliest kernel groups of each. `gpu_program`: the train step
+  shaped for XLA:GPU (`steps.build_run_steps`), compiled for the TPU to compare."""
+  run = dry_run.abstract_run(config, slice_, gpu_program=gpu_program)
   clock = slice_.generation.clock_hz
   row: dict[str, Any] = {}
   try:
@@ -251,6 +256,11 @@ def main() -> None:
   parser.add_argument(
     "--top_kernels", type=int, default=20, help="costliest kernel groups per step in --json"
   )
+  parser.add_argument(
+    "--gpu_program",
+    action="store_true",
+    help="compile the train step shaped for GPUs (grouped norms and non-finite test)",
+  )
   parser.add_argument("--set", nargs="*", default=[], help="key=value for every variant")
   parser.add_argument("--markdown", default="", help="also write the table to this file")
   args = parser.parse_args()
@@ -269,6 +279,7 @@ def main() -> None:
   report.add("libtpu", env["libtpu"])
   report.add("estimate", "TPU compiler's estimated cycles at the chip's clock; not measured")
   report.add("stats_every", args.stats_every)
+  report.add("gpu_program", args.gpu_program)
   cases: list[dict[str, Any]] = []
 
   def write_partial(done: list[dict[str, Any]]) -> str:
@@ -311,7 +322,11 @@ def main() -> None:
         )
         start = time.perf_counter()
         case["variants"][variant] = compile_variant(
-          config, slice_, ("train",) if args.train_only else STEPS, args.top_kernels
+          config,
+          slice_,
+          ("train",) if args.train_only else STEPS,
+          args.top_kernels,
+          args.gpu_program,
         )
         print(
           f"# compiled {case['model']} {slice_.name} {layers} {per_chip}/chip {variant} in "
