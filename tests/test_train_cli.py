@@ -70,6 +70,11 @@ MISTAKES = {
     {"model_config.remat_policy": "dot"},
     "config.model_config.remat_policy='dot': expected one of 'full', 'dots', 'dots_no_batch'",
   ),
+  "remat policy without remat": (
+    {"model_config.remat_policy": "dots"},
+    "config.model_config.remat_policy='dots' applies only with remat: set "
+    "--config.model_config.remat=True",
+  ),
 }
 
 

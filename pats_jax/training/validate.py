@@ -273,6 +273,12 @@ def check_config(config: ml_collections.ConfigDict) -> None:
       "--config.data.custom.dev_file to the file to evaluate on"
     )
   check_rank_on_sharded_leaves(config)
+  policy = _get(config, "model_config.remat_policy")
+  if policy not in (_MISSING, "full") and not config.model_config.remat:
+    raise ConfigError(
+      f"config.model_config.remat_policy={policy!r} applies only with remat: set "
+      "--config.model_config.remat=True, or leave remat_policy at 'full'"
+    )
   batch_size, accum = config.batch_size, config.grad_accum_steps
   if batch_size % accum:
     raise ConfigError(
