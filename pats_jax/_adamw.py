@@ -72,13 +72,15 @@ def pats_adamw(
   mask: _masks.MaskOrFn = None,
   layer_axis: _masks.LayerAxis = None,
   ema_dtype: Any = None,
+  statistics: str = "current",
 ) -> optax.GradientTransformationExtraArgs:
   """PATS around `adamw`: `pats(adamw(learning_rate, ...), noise_scale=..., key=...)`.
 
   Args:
     learning_rate, weight_decay, b1, b2, eps, decay_mask: as for `adamw`.
     noise_scale, key, beta1, beta2, sensitivity, normalize, direction, distribution,
-      mask, layer_axis, ema_dtype: as for `pats` (`mask` selects the noised leaves).
+      mask, layer_axis, ema_dtype, statistics: as for `pats` (`mask` selects the noised
+      leaves).
 
   Returns:
     An `optax.GradientTransformationExtraArgs` with a `PatsState` state.
@@ -105,6 +107,7 @@ def pats_adamw(
     mask=mask,
     layer_axis=layer_axis,
     ema_dtype=ema_dtype,
+    statistics=statistics,
   )
 
 

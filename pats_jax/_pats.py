@@ -11,6 +11,24 @@ import optax
 from pats_jax import _checks, _masks, _steps
 
 
+class MatrixStatistics(NamedTuple):
+  """The per-matrix statistics of one `pats` update, kept for the next one
+  (`statistics="previous"`). Each field has the structure of params: a float32 array per
+  selected leaf, one value per matrix (per layer of a stacked leaf, kept as broadcastable
+  axes), and `optax.MaskedNode()` elsewhere.
+
+  Attributes:
+    importance_min: `min I` of the importance the update produced (`normalize="minmax"`;
+      None otherwise).
+    importance_max: `max I`, likewise.
+    theta_std: `std(θ_W)` of the parameters the update read.
+  """
+
+  importance_min: optax.Params | None
+  importance_max: optax.Params | None
+  theta_std: optax.Params
+
+
 class PatsState(NamedTuple):
   """State of `pats`.
 
@@ -22,6 +40,9 @@ class PatsState(NamedTuple):
     uncertainty: the uncertainty EMA `û`, laid out like `sensitivity`; None when
       `beta2` is None.
     inner_state: the state of the wrapped optimizer.
+    statistics: with `statistics="previous"`, the `MatrixStatistics` of the last update
+      (before the first: `min I = max I = 0` and the `std(θ_W)` of the params given to
+      `init`); None with `statistics="current"`.
   """
 
   count: jax.Array
@@ -29,6 +50,7 @@ class PatsState(NamedTuple):
   sensitivity: optax.Params
   uncertainty: optax.Params | None
   inner_state: optax.OptState
+  statistics: MatrixStatistics | None = None
 
 
 def pats(
@@ -45,6 +67,7 @@ def pats(
   mask: _masks.MaskOrFn = None,
   layer_axis: _masks.LayerAxis = None,
   ema_dtype: Any = None,
+  statistics: str = "current",
 ) -> optax.GradientTransformationExtraArgs:
   r"""PATS: adds noise to `inner`'s updates, less to parameters the task is sensitive to.
 
@@ -72,6 +95,18 @@ def pats(
   7. Output: `inner_updates + n` on selected leaves, `inner_updates` elsewhere, so that
      `optax.apply_updates` gives `θ + inner_updates + n` when `pats` is the last
      transformation of a chain.
+
+  One pass (`statistics="previous"`): steps 4-5 take the per-matrix statistics of the
+  previous update, `r = clip((I − min I′)/(max I′ − min I′), 0, 1)` (`r = 0` where that
+  span is below the smallest normal float, as above; `r = 1` where `I = max I′`) and
+  `a = λ_t · std(θ′_W) · (1 − r)`, where `I′` and `θ′` are the importance and the
+  parameters of the update before (`I′ = 0` before the first, so its `r` is 0 everywhere,
+  and `θ′` the params given to `init`). This update's `min I`, `max I` and `std(θ_W)` are
+  kept in the state for the next. No statistic is then needed before the noise, so the
+  EMA update, the noise and the reductions can run in one pass over each matrix, where
+  `statistics="current"` needs two. The numbers differ from the paper's by one step of
+  drift in the statistics; `normalize="rank"` needs this step's whole matrix and is
+  refused.
 
   Where `pats` sits: what comes after it in a chain (`optax.scale`, clipping, a second
   optimizer) transforms the noise with the updates, so put such steps inside `inner` (or
@@ -109,6 +144,8 @@ def pats(
       it), or a callable returning one given the params.
     ema_dtype: storage dtype of `ŝ` and `û` (e.g. `jnp.bfloat16`); default None: each
       parameter's dtype.
+    statistics: "current" (default: steps 4-5 use this step's `min I`, `max I` and
+      `std(θ_W)`, as the paper) or "previous" (those of the update before; see "One pass").
 
   Returns:
     An `optax.GradientTransformationExtraArgs`; `update(updates, state, params,
@@ -169,19 +206,32 @@ def pats(
   if mask is not None and not callable(mask):
     jax.tree.map(_masks.as_bool, mask)
   ema_dtype = _checks.check_float_dtype("ema_dtype", ema_dtype)
+  _checks.check_choice("statistics", statistics, _steps.STATISTICS)
+  if statistics == "previous" and normalize == "rank":
+    raise ValueError(
+      "statistics='previous' needs normalize='minmax' or 'none': a rank needs the whole "
+      "matrix of this step before any of its noise; use statistics='current' with 'rank'."
+    )
+  keep_bounds = normalize == "minmax"
   skip_noise = isinstance(noise_scale, int | float) and noise_scale == 0
 
   def init_fn(params: optax.Params) -> PatsState:
     _checks.array_leaves("params", params)
     emas = lambda: _masks.select(mask, params, lambda p: optax.tree.zeros_like(p, ema_dtype))
     sensitivity = emas()
-    _masks.resolve_layer_axes(layer_axis, params, sensitivity)  # fails early on a bad axis
+    axes = _masks.resolve_layer_axes(layer_axis, params, sensitivity)  # fails early if bad
+    previous = None
+    if statistics == "previous":
+      std = _steps.map_selected(lambda _, t, ax: _steps.leaf_std(t, ax), sensitivity, params, axes)
+      zeros = (lambda: optax.tree.zeros_like(std)) if keep_bounds else lambda: None
+      previous = MatrixStatistics(importance_min=zeros(), importance_max=zeros(), theta_std=std)
     return PatsState(
       count=jnp.zeros([], jnp.int32),
       key=_checks.canonical_key(key),
       sensitivity=sensitivity,
       uncertainty=None if beta2 is None else emas(),
       inner_state=inner.init(params),
+      statistics=previous,
     )
 
   def update_fn(
@@ -207,17 +257,35 @@ def pats(
         optax.tree.update_moment(dev, state.uncertainty, beta2, 1), state.uncertainty
       )
 
+    imp = _importance(s_hat, u_hat)  # 3
+    axes = _masks.resolve_layer_axes(layer_axis, params, s_hat)
+    this_step = None
+    if statistics == "previous":  # kept for the next update
+      bounds = _importance_bounds(moment, s_hat, imp, u_hat, axes) if keep_bounds else None
+      this_step = MatrixStatistics(
+        importance_min=None if bounds is None else on_selected(lambda _, b: b[0], bounds),
+        importance_max=None if bounds is None else on_selected(lambda _, b: b[1], bounds),
+        theta_std=on_selected(lambda _, t, ax: _steps.leaf_std(t, ax), params, axes),
+      )
+
     key, noise_key = jax.random.split(state.key)
     if not skip_noise:
       lam = noise_scale(state.count) if callable(noise_scale) else noise_scale
-      imp = _importance(s_hat, u_hat)  # 3
-      bounds = None
-      if normalize == "minmax" and u_hat is None:  # min I, max I of ŝ as stored
-        axes = _masks.resolve_layer_axes(layer_axis, params, s_hat)
-        bounds = _steps.map_selected(
-          lambda stored, m, axis: _steps.stored_min_max(m, stored.dtype, axis), s_hat, moment, axes
-        )
-      amps = _amplitudes(params, imp, lam, normalize, direction, layer_axis, bounds)  # 4-5
+      if statistics == "previous":
+        used = _previous_statistics(state, params, keep_bounds)
+        bounds = None
+        if keep_bounds:
+          bounds = jax.tree.map(
+            lambda lo, hi: lo if _steps.is_placeholder(lo) else (lo, hi),
+            used.importance_min,
+            used.importance_max,
+            is_leaf=_steps.is_placeholder,
+          )
+        stds = used.theta_std
+      else:
+        bounds = _importance_bounds(moment, s_hat, imp, u_hat, axes) if keep_bounds else None
+        stds = None
+      amps = _amplitudes(params, imp, lam, normalize, direction, layer_axis, bounds, stds)  # 4-5
       thetas = on_selected(lambda _, t: t, params)
       noise = _steps.draw_noise(noise_key, amps, thetas, distribution)  # 6
       inner_updates = jax.tree.map(  # 7
@@ -232,9 +300,32 @@ def pats(
       sensitivity=s_hat,
       uncertainty=u_hat,
       inner_state=inner_state,
+      statistics=this_step,
     )
 
   return optax.GradientTransformationExtraArgs(init_fn, update_fn)
+
+
+def _previous_statistics(state: PatsState, params: Any, keep_bounds: bool) -> MatrixStatistics:
+  """`state.statistics`, checked against params, for `statistics="previous"`."""
+  used = state.statistics
+  if used is None or (keep_bounds and used.importance_min is None):
+    raise ValueError(
+      "state.statistics lacks what pats(statistics='previous') uses: the state was made by "
+      "pats with other statistics or normalize options; init it with these."
+    )
+  _checks.check_state_tree("state.statistics.theta_std", used.theta_std, params)
+  return used
+
+
+def _importance_bounds(moment: Any, s_hat: Any, imp: Any, u_hat: Any, axes: Any) -> Any:
+  """`(min I, max I)` per selected leaf, of `I` as the state stores it: without
+  uncertainty from the unrounded EMA `moment` (`stored_min_max`, fused with its update)."""
+  if u_hat is None:
+    return _steps.map_selected(
+      lambda stored, m, axis: _steps.stored_min_max(m, stored.dtype, axis), s_hat, moment, axes
+    )
+  return _steps.map_selected(_steps.min_max, imp, axes)
 
 
 def _importance(s_hat: Any, u_hat: Any) -> Any:
@@ -252,18 +343,23 @@ def _amplitudes(
   direction: str,
   layer_axis: Any,
   bounds: Any = None,
+  stds: Any = None,
 ) -> Any:
   """Steps 4-5 on every leaf where `importance` holds an array; its placeholder elsewhere.
-  `bounds`: `(min I, max I)` per selected leaf ("minmax"), or None to compute them here."""
+  `bounds`: `(min I, max I)` per selected leaf ("minmax"), or None to compute them here;
+  `stds`: `std(θ_W)` per selected leaf, or None to compute it from `params`."""
   axes = _masks.resolve_layer_axes(layer_axis, params, importance)
-  if bounds is None:
-    bounds = jax.tree.map(lambda _: None, axes, is_leaf=lambda x: x is None)
+  nones = lambda: jax.tree.map(lambda _: None, axes, is_leaf=lambda x: x is None)
+  bounds = nones() if bounds is None else bounds
+  stds = nones() if stds is None else stds
 
-  def one(imp: jax.Array, theta: jax.Array, axis: int | None, bound: Any) -> jax.Array:
+  def one(imp: jax.Array, theta: jax.Array, axis: int | None, bound: Any, std: Any) -> jax.Array:
     r = _steps.normalize(imp, normalize, axis, bound)
-    return _steps.amplitude(theta, r, lam, direction, axis)
+    if std is None:
+      return _steps.amplitude(theta, r, lam, direction, axis)
+    return _steps.amplitude_from_std(std, r, lam, direction)
 
-  return _steps.map_selected(one, importance, params, axes, bounds)
+  return _steps.map_selected(one, importance, params, axes, bounds, stds)
 
 
 def noise_amplitude(
@@ -344,7 +440,9 @@ def pats_statistics(
 
   Computed with the same code as the update from `params` and the EMAs held in the
   state, over all selected parameters (each element weighing the same). Called after a
-  step with the new params, it describes that step's noise up to one update of θ. With
+  step with the new params, it describes that step's noise up to one update of θ (with
+  `statistics="previous"`, where the noise used the bounds of the update before, `r` here
+  is that of the EMA within its own bounds). With
   `layer_axis`, `r` and `a` are those of each stacked layer, so the numbers equal those
   of the same layers held as separate leaves.
 

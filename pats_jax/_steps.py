@@ -31,6 +31,7 @@ SENSITIVITIES = ("taylor", "gradient")
 NORMALIZATIONS = ("minmax", "rank", "none")
 DIRECTIONS = ("normal", "inverse")
 DISTRIBUTIONS = ("uniform", "gaussian")
+STATISTICS = ("current", "previous")
 
 
 def is_placeholder(x: Any) -> bool:
@@ -244,8 +245,13 @@ def amplitude(
   theta: jax.Array, r: jax.Array, noise_scale: Any, direction: str, layer_axis: int | None = None
 ) -> jax.Array:
   """Step 5: `a = λ · std(θ_W) · (1 − r)` ("normal") or `λ · std(θ_W) · r` ("inverse")."""
+  return amplitude_from_std(leaf_std(theta, layer_axis), r, noise_scale, direction)
+
+
+def amplitude_from_std(std: jax.Array, r: jax.Array, noise_scale: Any, direction: str) -> jax.Array:
+  """Step 5 given the matrix's `std(θ_W)` (one value per matrix, broadcastable to `r`)."""
   weight = r if direction == "inverse" else 1 - r
-  return (noise_scale * leaf_std(theta, layer_axis)).astype(weight.dtype) * weight
+  return (noise_scale * std).astype(weight.dtype) * weight
 
 
 def _sample(distribution: str) -> Callable[..., jax.Array]:

@@ -7,7 +7,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from pats_jax.models import convert, layers
+from pats_jax.models import convert, deberta, heads, layers, tiny
+from pats_jax.models.config import ModelConfig
 
 
 class _Attention(nn.Module):
@@ -85,3 +86,31 @@ def test_conversion_helpers_without_biases():
   assert [s.hf_name for s in convert.linear("a.b", ("x",), bias=False)] == ["a.b.weight"]
   assert [s.path for s in convert.norm("n", ("y",), bias=False)] == [("y", "scale")]
   assert [s.kind for s in convert.linear("a.b", ("x",))] == ["linear", "bias"]
+
+
+def _dropout_names(head: nn.Module, hidden: jax.Array) -> list[str]:
+  """The names of the dropout modules `head` calls in training mode, in call order."""
+  names = []
+
+  def record(next_fun, args, kwargs, context):
+    if isinstance(context.module, nn.Dropout) and context.method_name == "__call__":
+      names.append(context.module.name)
+    return next_fun(*args, **kwargs)
+
+  variables = head.init(jax.random.key(0), hidden)
+  with nn.intercept_methods(record):
+    head.apply(variables, hidden, deterministic=False, rngs={"dropout": jax.random.key(1)})
+  return names
+
+
+def test_pooler_head_dropouts_keep_their_names():
+  """Flax folds a dropout's name into its key: BERT's head has one dropout, `Dropout_0`, so a
+  seed draws the masks it drew before DeBERTa's input dropout shared the head; DeBERTa's
+  context pooler adds its input dropout only at a rate above 0."""
+  hidden = jnp.ones((2, 5, 32))
+  bert = ModelConfig.from_hf_dict(tiny.tiny_config("bert", hidden_size=32), num_labels=2)
+  assert _dropout_names(heads.PoolerHead(bert), hidden) == ["Dropout_0"]
+  for rate, expected in ((0.1, ["Dropout_0", "Dropout_1"]), (0.0, ["Dropout_0"])):
+    hf = tiny.tiny_config("deberta-v2", hidden_size=32, pooler_dropout=rate)
+    config = ModelConfig.from_hf_dict(hf, num_labels=2)
+    assert _dropout_names(deberta.ContextPoolerHead(config), hidden) == expected

@@ -655,6 +655,151 @@ def test_bad_layer_axis_is_named(layer_axis, error, match):
     opt.init(stacked)
 
 
+# --- one pass: the statistics of the previous update --------------------------------------
+
+
+def np_previous_step(theta, g, s_hat, u_hat, previous, *, lam, beta2, normalize, direction):
+  """Steps 1-5 for one leaf with `statistics="previous"`: r and a from `previous`, the
+  `(min I, max I, std θ)` of the update before. Returns the new EMAs, this update's
+  statistics and a."""
+  s = np.abs(theta * g)
+  s_hat = 0.85 * s_hat + 0.15 * s
+  if beta2 is None:
+    imp = s_hat
+  else:
+    u_hat = beta2 * u_hat + (1 - beta2) * np.abs(s - s_hat)
+    imp = s_hat * u_hat
+  lo, hi, std = previous
+  if normalize == "none" or hi == lo:
+    r = np.zeros_like(imp)
+  else:
+    r = np.clip((imp - lo) / (hi - lo), 0, 1)
+  a = lam * std * (r if direction == "inverse" else 1 - r)
+  return s_hat, u_hat, (imp.min(), imp.max(), np.std(theta)), a
+
+
+class PreviousStatisticsTest(chex.TestCase):
+  """`statistics="previous"` against the NumPy reference, with and without `jax.jit`."""
+
+  @chex.variants(with_jit=True, without_jit=True)
+  @parameterized.parameters(
+    ("minmax", "normal", None),
+    ("minmax", "inverse", None),
+    ("minmax", "normal", 0.9),
+    ("none", "normal", None),
+  )
+  def test_noise_uses_the_statistics_of_the_update_before(self, normalize, direction, beta2):
+    params = make_params()
+    kw = {"noise_scale": 0.2, "beta2": beta2, "normalize": normalize, "direction": direction}
+    opt = pats_jax.pats(optax.set_to_zero(), key=3, statistics="previous", **kw)
+    state = opt.init(params)
+    update = self.variant(opt.update)
+    ref = {}
+    for p in SELECTED:  # before the first update: I = 0, θ' = the params given to init
+      theta = np.asarray(get(params, p), np.float64)
+      ref[p] = [np.zeros(theta.shape), np.zeros(theta.shape), (0.0, 0.0, np.std(theta))]
+    for t in range(4):
+      grads = make_grads(params, seed=30 + t)
+      eps = reference_eps(state.key, [get(params, p).shape for p in SELECTED])
+      updates, state = update(grads, state, params)
+      for j, p in enumerate(SELECTED):
+        s_hat, u_hat, stats, a = np_previous_step(
+          np.asarray(get(params, p), np.float64),
+          np.asarray(get(grads, p), np.float64),
+          *ref[p],
+          lam=0.2,
+          beta2=beta2,
+          normalize=normalize,
+          direction=direction,
+        )
+        ref[p] = [s_hat, u_hat, stats]
+        chex.assert_trees_all_close(get(updates, p), a * eps[j], rtol=1e-5, atol=1e-7)
+        kept = state.statistics
+        np.testing.assert_allclose(get(kept.theta_std, p).ravel(), [stats[2]], rtol=1e-5)
+        if normalize == "minmax":
+          np.testing.assert_allclose(get(kept.importance_min, p).ravel(), [stats[0]], rtol=1e-5)
+          np.testing.assert_allclose(get(kept.importance_max, p).ravel(), [stats[1]], rtol=1e-5)
+        else:
+          assert kept.importance_min is None and kept.importance_max is None
+      params = optax.apply_updates(params, updates)  # θ moves: std θ' lags by one update
+    assert state.statistics.theta_std["dense"]["bias"] == optax.MaskedNode()
+
+  def test_first_update_is_sensitivity_blind_then_differs_from_current(self):
+    """Update 1 has `r = 0` everywhere (no statistics yet): `a = λ·std(θ)` on every element.
+    Later updates differ from `statistics="current"`, whose r uses this step's bounds."""
+    params = make_params()
+    kw = {"noise_scale": 0.2, "key": 5}
+    previous = pats_jax.pats(optax.set_to_zero(), statistics="previous", **kw)
+    current = pats_jax.pats(optax.set_to_zero(), **kw)
+    state_p, state_c = previous.init(params), current.init(params)
+    grads = make_grads(params, seed=1)
+    eps = reference_eps(state_p.key, [get(params, p).shape for p in SELECTED])
+    updates_p, state_p = previous.update(grads, state_p, params)
+    updates_c, state_c = current.update(grads, state_c, params)
+    for j, p in enumerate(SELECTED):
+      blind = 0.2 * np.std(np.asarray(get(params, p))) * eps[j]
+      np.testing.assert_allclose(get(updates_p, p), blind, rtol=1e-5, atol=1e-7)
+      assert not np.allclose(get(updates_c, p), blind, rtol=1e-3)
+    chex.assert_trees_all_close(state_p.sensitivity, state_c.sensitivity)  # same EMAs
+    grads = make_grads(params, seed=2)
+    updates_p, _ = previous.update(grads, state_p, params)
+    updates_c, _ = current.update(grads, state_c, params)
+    assert not np.allclose(updates_p["emb"], updates_c["emb"], rtol=1e-3)
+
+
+def test_previous_statistics_of_a_stacked_leaf_are_per_layer():
+  stacked, _ = stacked_and_separate(0)
+  opt = pats_jax.pats(
+    optax.set_to_zero(), noise_scale=0.2, key=2, layer_axis=0, statistics="previous"
+  )
+  state = opt.init(stacked)
+  layers = np.asarray(stacked["layers"], np.float64)
+  np.testing.assert_allclose(
+    state.statistics.theta_std["layers"].ravel(), layers.reshape(L, -1).std(axis=1), rtol=1e-5
+  )
+  rng = np.random.default_rng(4)
+  grads = {"layers": jnp.asarray(rng.normal(size=layers.shape), jnp.float32), "bias": jnp.ones(N)}
+  _, state = opt.update(grads, state, stacked)
+  grads["layers"] = grads["layers"][::-1]
+  eps = reference_eps(state.key, [layers.shape])[0]
+  updates, new_state = jax.jit(opt.update)(grads, state, stacked)
+  lo, hi = state.statistics.importance_min["layers"], state.statistics.importance_max["layers"]
+  chex.assert_shape([lo, hi], (L, 1, 1))
+  imp = np.asarray(new_state.sensitivity["layers"], np.float64)
+  r = np.clip((imp - lo) / (hi - lo), 0, 1)
+  a = 0.2 * np.asarray(state.statistics.theta_std["layers"]) * (1 - r)
+  np.testing.assert_allclose(updates["layers"], a * eps, rtol=1e-5, atol=1e-7)
+  np.testing.assert_allclose(
+    new_state.statistics.importance_max["layers"].ravel(), imp.reshape(L, -1).max(axis=1)
+  )
+
+
+def test_previous_statistics_of_bfloat16_emas_are_the_stored_values():
+  params = {"w": jnp.asarray(np.random.default_rng(2).normal(size=(16, 8)), jnp.float32)}
+  grads = jax.tree.map(lambda p: p * 0.5 + 0.1, params)
+  opt = pats_jax.pats(
+    optax.sgd(0.1), noise_scale=0.3, key=4, ema_dtype=jnp.bfloat16, statistics="previous"
+  )
+  _, state = jax.jit(opt.update)(grads, opt.init(params), params)
+  stored = np.asarray(state.sensitivity["w"], np.float32)
+  assert state.sensitivity["w"].dtype == jnp.bfloat16
+  assert state.statistics.importance_min["w"].dtype == jnp.float32
+  assert float(state.statistics.importance_min["w"][0, 0]) == stored.min()
+  assert float(state.statistics.importance_max["w"][0, 0]) == stored.max()
+
+
+def test_previous_statistics_refusals_name_the_option():
+  with pytest.raises(ValueError, match="statistics must be one of 'current', 'previous'"):
+    pats_jax.pats(optax.sgd(0.1), noise_scale=0.1, key=0, statistics="last")
+  with pytest.raises(ValueError, match="statistics='previous' needs normalize='minmax' or"):
+    pats_jax.pats(optax.sgd(0.1), noise_scale=0.1, key=0, statistics="previous", normalize="rank")
+  params = make_params()
+  current_state = pats_jax.pats(optax.sgd(0.1), noise_scale=0.1, key=0).init(params)
+  previous = pats_jax.pats(optax.sgd(0.1), noise_scale=0.1, key=0, statistics="previous")
+  with pytest.raises(ValueError, match=r"state\.statistics lacks what"):
+    previous.update(make_grads(params, 0), current_state, params)
+
+
 # --- mask -------------------------------------------------------------------------------
 
 
@@ -815,11 +960,14 @@ def test_statistics_match_numpy_and_find_state():
     pats_jax.find_pats_state(two.init(params))
 
 
-def test_pats_adamw_is_pats_around_decay_masked_adamw():
+@pytest.mark.parametrize("statistics", ["current", "previous"])
+def test_pats_adamw_is_pats_around_decay_masked_adamw(statistics):
   params = make_params()
-  a = pats_jax.pats_adamw(1e-2, weight_decay=0.1, noise_scale=0.1, key=0, beta2=0.9)
-  b = pats_jax.pats(pats_jax.adamw(1e-2, weight_decay=0.1), noise_scale=0.1, key=0, beta2=0.9)
+  kw = {"noise_scale": 0.1, "key": 0, "beta2": 0.9, "statistics": statistics}
+  a = pats_jax.pats_adamw(1e-2, weight_decay=0.1, **kw)
+  b = pats_jax.pats(pats_jax.adamw(1e-2, weight_decay=0.1), **kw)
   sa, sb = a.init(params), b.init(params)
+  assert (sa.statistics is None) == (statistics == "current")
   for t in range(2):
     grads = make_grads(params, t)
     ua, sa = a.update(grads, sa, params)

@@ -70,6 +70,10 @@ MISTAKES = {
     {"model_config.remat_policy": "dot"},
     "config.model_config.remat_policy='dot': expected one of 'full', 'dots', 'dots_no_batch'",
   ),
+  "rank from the previous step": (
+    {"pats.statistics": "previous", "pats.normalize": "rank"},
+    "config.pats.statistics='previous' cannot rank",
+  ),
   "remat policy without remat": (
     {"model_config.remat_policy": "dots"},
     "config.model_config.remat_policy='dots' applies only with remat: set "

@@ -57,7 +57,11 @@ class PoolerHead(nn.Module):
   def __call__(self, hidden: jax.Array, attention_mask=None, deterministic: bool = True):
     cfg = self.config
     kw = dict(stddev=cfg.initializer_range, dtype=self.dtype, param_dtype=self.param_dtype)
-    first = nn.Dropout(self.pooler_input_dropout())(hidden[:, 0], deterministic=deterministic)
+    first = hidden[:, 0]
+    if rate := self.pooler_input_dropout():
+      # Only then a module: Flax names dropouts in order and folds the name into their key,
+      # so BERT's head dropout stays `Dropout_0` and a seed draws the masks it always drew.
+      first = nn.Dropout(rate)(first, deterministic=deterministic)
     pooled = layers.dense(cfg.hidden_size, (sh.EMBED, sh.POOLED), name="pooler", **kw)(first)
     pooled = layers.activation(self.pooler_activation())(pooled)
     pooled = nn.Dropout(cfg.head_dropout)(pooled, deterministic=deterministic)

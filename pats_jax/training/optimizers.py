@@ -212,6 +212,7 @@ def make_optimizer(config: ml_collections.ConfigDict, num_updates: int) -> Optim
       mask=noise_mask(config),
       layer_axis=axis,
       ema_dtype=jnp.dtype(config.pats.ema_dtype) if config.pats.ema_dtype else None,
+      statistics=config.pats.statistics,
       **pats_options,
     )
   elif method in ("plain", "noisytune"):

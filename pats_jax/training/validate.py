@@ -223,6 +223,7 @@ CHECKS: dict[str, Callable[[str, Any], None]] = {
   "pats.distribution": choice(_steps.DISTRIBUTIONS),
   "pats.noise_on_embeddings": boolean,
   "pats.ema_dtype": choice(("", *FLOAT_DTYPES)),
+  "pats.statistics": choice(_steps.STATISTICS),
   "pats.key_impl": choice(optimizers.KEY_IMPLS),
   "dropout_key_impl": choice(optimizers.KEY_IMPLS),
   "noisytune.scale": real(0.0),
@@ -273,6 +274,7 @@ def check_config(config: ml_collections.ConfigDict) -> None:
       "--config.data.custom.dev_file to the file to evaluate on"
     )
   check_rank_on_sharded_leaves(config)
+  check_one_pass_normalization(config)
   policy = _get(config, "model_config.remat_policy")
   if policy not in (_MISSING, "full") and not config.model_config.remat:
     raise ConfigError(
@@ -287,6 +289,29 @@ def check_config(config: ml_collections.ConfigDict) -> None:
     )
 
 
+def _pats_normalization(config: ml_collections.ConfigDict) -> Any:
+  """The `normalize` a PATS method's run uses (its variant's, else `pats.normalize`); None
+  for a method without PATS."""
+  method = _get(config, "method")
+  if method not in optimizers.PATS_VARIANTS:
+    return None
+  return optimizers.PATS_VARIANTS[method].get("normalize", _get(config, "pats.normalize"))
+
+
+def check_one_pass_normalization(config: ml_collections.ConfigDict) -> None:
+  """Refuses `pats.statistics=previous` with `pats.normalize=rank` for a PATS method: a rank
+  needs this step's whole matrix before any of its noise, which one pass cannot give.
+
+  Raises:
+    ConfigError: that combination.
+  """
+  if _pats_normalization(config) == "rank" and _get(config, "pats.statistics") == "previous":
+    raise ConfigError(
+      "config.pats.statistics='previous' cannot rank: a rank needs this step's whole matrix "
+      "first; set --config.pats.normalize=minmax, or leave pats.statistics at 'current'"
+    )
+
+
 def check_rank_on_sharded_leaves(config: ml_collections.ConfigDict) -> None:
   """Refuses `pats.normalize=rank` on a mesh that shards the parameters (`mesh.fsdp > 1`).
 
@@ -298,11 +323,8 @@ def check_rank_on_sharded_leaves(config: ml_collections.ConfigDict) -> None:
   Raises:
     ConfigError: a PATS method with `pats.normalize=rank` and `mesh.fsdp > 1`.
   """
-  method, fsdp = _get(config, "method"), _get(config, "mesh.fsdp")
-  normalize = optimizers.PATS_VARIANTS.get(method, {}).get(
-    "normalize", _get(config, "pats.normalize")
-  )
-  if method in optimizers.PATS_VARIANTS and normalize == "rank" and _is_int(fsdp) and fsdp > 1:
+  fsdp = _get(config, "mesh.fsdp")
+  if _pats_normalization(config) == "rank" and _is_int(fsdp) and fsdp > 1:
     raise ConfigError(
       f"config.pats.normalize='rank' with config.mesh.fsdp={fsdp}: the rank sorts each whole "
       "matrix, which a chip holding one shard of it cannot do without gathering it; set "
