@@ -137,6 +137,34 @@ def test_pats_noise_key_takes_the_configured_implementation(impl):
   assert tiny_config().pats.key_impl == "threefry2x32"  # The default: the same noise anywhere.
 
 
+def test_one_pass_statistics_are_kept_across_a_resume(tmp_path):
+  """`pats.statistics=previous` keeps the last update's statistics in the optimizer state:
+  a run stopped after a checkpoint and resumed continues with them, as a straight run does."""
+  use_compilation_cache()
+  run = {
+    "pats__statistics": "previous",
+    "pats__noise_scale": 0.5,  # noise large enough to move the loss if the statistics were lost
+    "checkpoint_every_steps": 3,
+    "eval_every_steps": 0,
+    "progress_bar": False,
+    "write_test_predictions": False,
+  }
+  straight = tmp_path / "straight"
+  trainer.train_and_evaluate(tiny_config(max_steps=6, **run), straight)
+  resumed = tmp_path / "resumed"
+  trainer.train_and_evaluate(tiny_config(max_steps=3, **run), resumed)
+  trainer.train_and_evaluate(tiny_config(max_steps=6, **run), resumed)
+  losses = lambda workdir: {
+    r["step"]: r["loss"]
+    for r in map(json.loads, (workdir / "metrics.jsonl").read_text().splitlines())
+    if "loss" in r
+  }
+  expected, got = losses(straight), losses(resumed)
+  assert sorted(got) == sorted(expected) and len(expected) == 6
+  for step, loss in expected.items():
+    assert got[step] == pytest.approx(loss, rel=1e-6), step
+
+
 def test_noise_mask_without_embeddings():
   config = tiny_config()
   assert optimizers.noise_mask(config) is None
