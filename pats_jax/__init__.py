@@ -17,6 +17,7 @@ from pats_jax._masks import (
 )
 from pats_jax._noisytune import noisytune
 from pats_jax._pats import (
+  MatrixStatistics,
   PatsState,
   find_pats_state,
   noise_amplitude,
@@ -26,6 +27,7 @@ from pats_jax._pats import (
 from pats_jax._sage import SageState, sage
 
 __all__ = [
+  "MatrixStatistics",
   "PatsState",
   "SageState",
   "adamw",

@@ -103,10 +103,10 @@ def pats(
   parameters of the update before (`I′ = 0` before the first, so its `r` is 0 everywhere,
   and `θ′` the params given to `init`). This update's `min I`, `max I` and `std(θ_W)` are
   kept in the state for the next. No statistic is then needed before the noise, so the
-  EMA update, the noise and the reductions can run in one pass over each matrix, where
-  `statistics="current"` needs two. The numbers differ from the paper's by one step of
-  drift in the statistics; `normalize="rank"` needs this step's whole matrix and is
-  refused.
+  EMA update, `inner`'s update and the noise can run in one pass over each matrix, where
+  `statistics="current"` first reduces the matrix and then draws its noise. The numbers
+  differ from the paper's by one step of lag in the statistics; `normalize="rank"` needs
+  this step's whole matrix and is refused.
 
   Where `pats` sits: what comes after it in a chain (`optax.scale`, clipping, a second
   optimizer) transforms the noise with the updates, so put such steps inside `inner` (or
