@@ -67,6 +67,7 @@ def test_ablations_change_only_their_fields():
     "pats_no_embeddings_noise.py": {("pats", "noise_on_embeddings"): False},
     "pats_constant_noise_schedule.py": {("pats", "noise_schedule"): "constant"},
     "pats_uncertainty.py": {("pats", "beta2"): 0.85},
+    "pats_previous_statistics.py": {("pats", "statistics"): "previous"},
   }
   for name, changes in expected.items():
     config = load_config(REPO_ROOT / "configs/ablations" / name).to_dict()
