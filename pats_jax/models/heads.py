@@ -59,8 +59,8 @@ class PoolerHead(nn.Module):
     kw = dict(stddev=cfg.initializer_range, dtype=self.dtype, param_dtype=self.param_dtype)
     first = hidden[:, 0]
     if rate := self.pooler_input_dropout():
-      # Only then a module: Flax names dropouts in order and folds the name into their key,
-      # so BERT's head dropout stays `Dropout_0` and a seed draws the masks it always drew.
+      # Only then a module: Flax names dropouts in call order and folds the name into their
+      # key, so BERT's head dropout is `Dropout_0` and its masks do not depend on this one.
       first = nn.Dropout(rate)(first, deterministic=deterministic)
     pooled = layers.dense(cfg.hidden_size, (sh.EMBED, sh.POOLED), name="pooler", **kw)(first)
     pooled = layers.activation(self.pooler_activation())(pooled)
