@@ -32,6 +32,16 @@ def np_normalize(imp, method):
   return np.zeros_like(imp) if hi == lo else (imp - lo) / (hi - lo)
 
 
+def np_importance(theta, g, s_hat, u_hat, beta1=0.85, beta2=None, sensitivity="taylor"):
+  """Steps 1-3 for one leaf: the new EMAs and the importance I."""
+  s = np.abs(g) if sensitivity == "gradient" else np.abs(theta * g)  # 1
+  s_hat = beta1 * s_hat + (1 - beta1) * s  # 2
+  if beta2 is None:  # 3
+    return s_hat, u_hat, s_hat
+  u_hat = beta2 * u_hat + (1 - beta2) * np.abs(s - s_hat)
+  return s_hat, u_hat, s_hat * u_hat
+
+
 def np_step(
   theta,
   g,
@@ -46,13 +56,7 @@ def np_step(
   direction="normal",
 ):
   """Steps 1-5 for one leaf: the new EMAs, r and the amplitude a."""
-  s = np.abs(g) if sensitivity == "gradient" else np.abs(theta * g)  # 1
-  s_hat = beta1 * s_hat + (1 - beta1) * s  # 2
-  if beta2 is None:  # 3
-    imp = s_hat
-  else:
-    u_hat = beta2 * u_hat + (1 - beta2) * np.abs(s - s_hat)
-    imp = s_hat * u_hat
+  s_hat, u_hat, imp = np_importance(theta, g, s_hat, u_hat, beta1, beta2, sensitivity)  # 1-3
   r = np_normalize(imp, normalize)  # 4
   a = lam * np.std(theta) * (r if direction == "inverse" else 1 - r)  # 5
   return s_hat, u_hat, r, a
@@ -662,13 +666,7 @@ def np_previous_step(theta, g, s_hat, u_hat, previous, *, lam, beta2, normalize,
   """Steps 1-5 for one leaf with `statistics="previous"`: r and a from `previous`, the
   `(min I, max I, std θ)` of the update before. Returns the new EMAs, this update's
   statistics and a."""
-  s = np.abs(theta * g)
-  s_hat = 0.85 * s_hat + 0.15 * s
-  if beta2 is None:
-    imp = s_hat
-  else:
-    u_hat = beta2 * u_hat + (1 - beta2) * np.abs(s - s_hat)
-    imp = s_hat * u_hat
+  s_hat, u_hat, imp = np_importance(theta, g, s_hat, u_hat, beta2=beta2)
   lo, hi, std = previous
   if normalize == "none" or hi == lo:
     r = np.zeros_like(imp)
