@@ -149,8 +149,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.pats.distribution = "uniform"  # Noise distribution: uniform or gaussian.
   config.pats.noise_on_embeddings = True  # False: no noise on the embedding tables.
   config.pats.ema_dtype = ""  # EMA dtype; "" = the parameters'; bfloat16 halves the memory.
-  # Per-matrix statistics of steps 4-5: current (this step's, as the paper) or previous (the
-  # last update's: one pass over each matrix instead of two; docs/algorithm.md, "One pass").
+  # Per-matrix statistics of steps 4-5: current (this step's, as the paper) or previous (those
+  # the last update took of its inputs: one pass over each matrix instead of two;
+  # docs/algorithm.md, "One pass").
   config.pats.statistics = "current"
   # The noise's random generator: threefry2x32 (the same noise on any device count), rbg or
   # unsafe_rbg (the accelerator's bit generator: cheaper on TPU; see docs/algorithm.md).

@@ -12,16 +12,16 @@ from pats_jax import _checks, _masks, _steps
 
 
 class MatrixStatistics(NamedTuple):
-  """The per-matrix statistics of one `pats` update, kept for the next one
+  """The per-matrix statistics of one `pats` update's inputs, kept for the next update
   (`statistics="previous"`). Each field has the structure of params: a float32 array per
   selected leaf, one value per matrix (per layer of a stacked leaf, kept as broadcastable
   axes), and `optax.MaskedNode()` elsewhere.
 
   Attributes:
-    importance_min: `min I` of the importance the update produced (`normalize="minmax"`;
-      None otherwise).
+    importance_min: `min I` of the importance the update read from the state (the one the
+      update before it wrote; `normalize="minmax"`, None otherwise).
     importance_max: `max I`, likewise.
-    theta_std: `std(θ_W)` of the parameters the update read.
+    theta_std: `std(θ_W)` of the parameters the update was given.
   """
 
   importance_min: optax.Params | None
@@ -40,9 +40,9 @@ class PatsState(NamedTuple):
     uncertainty: the uncertainty EMA `û`, laid out like `sensitivity`; None when
       `beta2` is None.
     inner_state: the state of the wrapped optimizer.
-    statistics: with `statistics="previous"`, the `MatrixStatistics` of the last update
-      (before the first: `min I = max I = 0` and the `std(θ_W)` of the params given to
-      `init`); None with `statistics="current"`.
+    statistics: with `statistics="previous"`, the `MatrixStatistics` of the last update's
+      inputs (before the first: `min I = max I = 0` and the `std(θ_W)` of the params given
+      to `init`); None with `statistics="current"`.
   """
 
   count: jax.Array
@@ -96,17 +96,20 @@ def pats(
      `optax.apply_updates` gives `θ + inner_updates + n` when `pats` is the last
      transformation of a chain.
 
-  One pass (`statistics="previous"`): steps 4-5 take the per-matrix statistics of the
-  previous update, `r = clip((I − min I′)/(max I′ − min I′), 0, 1)` (`r = 0` where that
-  span is below the smallest normal float, as above; `r = 1` where `I = max I′`) and
-  `a = λ_t · std(θ′_W) · (1 − r)`, where `I′` and `θ′` are the importance and the
-  parameters of the update before (`I′ = 0` before the first, so its `r` is 0 everywhere,
-  and `θ′` the params given to `init`). This update's `min I`, `max I` and `std(θ_W)` are
-  kept in the state for the next. No statistic is then needed before the noise, so the
-  EMA update, `inner`'s update and the noise can run in one pass over each matrix, where
-  `statistics="current"` first reduces the matrix and then draws its noise. The numbers
-  differ from the paper's by one step of lag in the statistics; `normalize="rank"` needs
-  this step's whole matrix and is refused.
+  One pass (`statistics="previous"`): steps 4-5 take per-matrix statistics that the
+  update before took of its inputs, `r = clip((I − min I′)/(max I′ − min I′), 0, 1)`
+  (`r = 0` where that span is below the smallest normal float, as above; `r = 1` where
+  `I = max I′`) and `a = λ_t · std(θ′_W) · (1 − r)`. `θ′` are the params the update before
+  was given, and `I′` the importance it read from the state, which the update two before
+  wrote (before the first update `θ′` is the params given to `init`, and `I′ = 0` for the
+  first two updates, whose `r` is then 0 everywhere). Each update reduces its own inputs,
+  the importance it reads and θ, and keeps `min I`, `max I` and `std(θ_W)` in the state
+  for the next. Nothing is then reduced before the noise, and nothing the update writes is
+  read again: the EMA update, `inner`'s update, the noise and the reductions can run as
+  one pass over each matrix, where `statistics="current"` first reduces the new EMA and
+  then draws the noise. The numbers differ from the paper's by the lag of the statistics
+  (two updates for `min I` and `max I`, one for `std(θ_W)`); `normalize="rank"` needs this
+  step's whole matrix and is refused.
 
   Where `pats` sits: what comes after it in a chain (`optax.scale`, clipping, a second
   optimizer) transforms the noise with the updates, so put such steps inside `inner` (or
@@ -145,7 +148,8 @@ def pats(
     ema_dtype: storage dtype of `ŝ` and `û` (e.g. `jnp.bfloat16`); default None: each
       parameter's dtype.
     statistics: "current" (default: steps 4-5 use this step's `min I`, `max I` and
-      `std(θ_W)`, as the paper) or "previous" (those of the update before; see "One pass").
+      `std(θ_W)`, as the paper) or "previous" (those the update before took of its
+      inputs; see "One pass").
 
   Returns:
     An `optax.GradientTransformationExtraArgs`; `update(updates, state, params,
@@ -260,8 +264,8 @@ def pats(
     imp = _importance(s_hat, u_hat)  # 3
     axes = _masks.resolve_layer_axes(layer_axis, params, s_hat)
     this_step = None
-    if statistics == "previous":  # kept for the next update
-      bounds = _importance_bounds(moment, s_hat, imp, u_hat, axes) if keep_bounds else None
+    if statistics == "previous":  # this update's inputs, reduced in its pass, kept for the next
+      bounds = _read_importance_bounds(state, axes) if keep_bounds else None
       this_step = MatrixStatistics(
         importance_min=None if bounds is None else on_selected(lambda _, b: b[0], bounds),
         importance_max=None if bounds is None else on_selected(lambda _, b: b[1], bounds),
@@ -316,6 +320,15 @@ def _previous_statistics(state: PatsState, params: Any, keep_bounds: bool) -> Ma
     )
   _checks.check_state_tree("state.statistics.theta_std", used.theta_std, params)
   return used
+
+
+def _read_importance_bounds(state: PatsState, axes: Any) -> Any:
+  """`(min I, max I)` per selected leaf of `I` as the update reads it from `state`, in
+  float32 at least. `I ≥ 0`, so `|I| = I`: reducing `|I|` keeps XLA from turning the float32
+  reduction of a bfloat16 EMA back into a bfloat16 one, which it runs in kernels of their
+  own instead of in the update's pass over the matrix."""
+  read = _importance(state.sensitivity, state.uncertainty)
+  return _steps.map_selected(lambda imp, axis: _steps.min_max(jnp.abs(imp), axis), read, axes)
 
 
 def _importance_bounds(moment: Any, s_hat: Any, imp: Any, u_hat: Any, axes: Any) -> Any:
@@ -441,8 +454,8 @@ def pats_statistics(
   Computed with the same code as the update from `params` and the EMAs held in the
   state, over all selected parameters (each element weighing the same). Called after a
   step with the new params, it describes that step's noise up to one update of θ (with
-  `statistics="previous"`, where the noise used the bounds of the update before, `r` here
-  is that of the EMA within its own bounds). With
+  `statistics="previous"`, where the noise used bounds from earlier updates, `r` here is
+  that of the EMA within its own bounds). With
   `layer_axis`, `r` and `a` are those of each stacked layer, so the numbers equal those
   of the same layers held as separate leaves.
 

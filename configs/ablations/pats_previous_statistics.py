@@ -1,5 +1,5 @@
 r"""PATS ablation: one pass, with the previous update's per-matrix statistics
-(`statistics="previous"`: `min I`, `max I` and `std θ` one update old; docs/algorithm.md,
+(`statistics="previous"`: `std θ` one update old, `min I` and `max I` two; docs/algorithm.md,
 "One pass").
 
 python train.py --config configs/ablations/pats_previous_statistics.py:task=rte --workdir DIR
