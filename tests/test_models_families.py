@@ -82,7 +82,8 @@ def test_stacked_layers_and_remat_give_the_same_logits_and_gradients(folder):
   plain = models.load(folder, num_labels=2, hidden_dropout=0.0, attention_dropout=0.0)
   grads, logits = loss_and_grads(plain)
   assert max(np.abs(g).max() for g in jax.tree.leaves(grads)) > 1e-3
-  for options in ({"scan_layers": True}, {"remat": True}, {"scan_layers": True, "remat": True}):
+  layouts = ({"scan_layers": True}, {"scan_layers": 2}, {"scan_layers": 1000})
+  for options in (*layouts, {"remat": True}, {"scan_layers": True, "remat": True}):
     other = models.load(folder, num_labels=2, hidden_dropout=0.0, attention_dropout=0.0, **options)
     other_grads, other_logits = loss_and_grads(other)
     np.testing.assert_allclose(other_logits, logits, rtol=0, atol=ATOL, err_msg=str(options))

@@ -97,6 +97,35 @@ def test_stacked_dropout_draws_per_layer_and_per_seed(tmp_path):
   assert not np.allclose(train(0), evaluate)
 
 
+@pytest.mark.parametrize("unroll", [2, 3, 1000])
+def test_unrolled_loop_draws_the_same_masks_as_the_loop(tmp_path, unroll):
+  folder = tiny.write_tiny_checkpoint(tmp_path, num_hidden_layers=3, tokenizer=False)
+  loop = models.load(folder, num_labels=2, scan_layers=True)
+  unrolled = models.load(folder, num_labels=2, scan_layers=unroll)
+  jax.tree.map(np.testing.assert_array_equal, unrolled.params, loop.params)
+  ids, mask, types = batch()
+
+  def train(pretrained, **kwargs):
+    rngs = {"dropout": jax.random.key(4)}
+    return pretrained.module.apply(
+      {"params": pretrained.params}, ids, mask, types, False, rngs=rngs, **kwargs
+    )
+
+  np.testing.assert_allclose(train(unrolled), train(loop), rtol=0, atol=ATOL)
+  (_, hidden), (_, hidden_loop) = (
+    train(unrolled, return_hidden=True),
+    train(loop, return_hidden=True),
+  )
+  np.testing.assert_allclose(hidden, hidden_loop, rtol=0, atol=ATOL)
+
+
+def test_layer_layout_maps_the_config_fields():
+  assert models.layer_layout(False, 1) is False and models.layer_layout(False, 0) is False
+  assert models.layer_layout(True, 1) is True
+  assert models.layer_layout(True, 4) == 4
+  assert models.layer_layout(True, 0) >= 10**6  # every layer of any model in one iteration
+
+
 @pytest.mark.parametrize("model_type", ["bert", "roberta"])
 def test_save_pretrained_from_stacked_loads_in_transformers(tmp_path, model_type):
   torch = pytest.importorskip("torch")
@@ -206,7 +235,7 @@ def test_stacked_sharded_apply_matches_single_device(tmp_path, fsdp, tensor):
   np.testing.assert_allclose(np.asarray(apply(params)), np.asarray(single), rtol=1e-5, atol=1e-6)
 
 
-def lowered_forward_backward(num_layers: int, scan_layers: bool):
+def lowered_forward_backward(num_layers: int, scan_layers: bool | int):
   """The jitted loss-and-gradient of a random tiny BERT, lowered (not compiled)."""
   hf = tiny.tiny_config(num_hidden_layers=num_layers)
   module = bert.SequenceClassifier(
@@ -218,7 +247,7 @@ def lowered_forward_backward(num_layers: int, scan_layers: bool):
   return jax.jit(jax.value_and_grad(loss)).lower(params)
 
 
-def test_jit_holds_one_layer_body():
+def test_jit_holds_one_layer_body_unless_unrolled():
   count = lambda lowered, op: len(re.findall(rf"\b{op}\b", lowered.as_text()))
   dots = {
     (n, scan): count(lowered_forward_backward(n, scan), "stablehlo.dot_general")
@@ -231,6 +260,12 @@ def test_jit_holds_one_layer_body():
   assert count(lowered_forward_backward(6, False), "stablehlo.while") == 0
   compiled = lowered_forward_backward(6, True).compile().as_text()
   assert re.search(r"\bwhile\(", compiled)  # XLA keeps the loop
+  compiled_dots = lambda scan: len(
+    re.findall(r"\bdot\(", lowered_forward_backward(6, scan).compile().as_text())
+  )
+  unrolled = lowered_forward_backward(6, 6).compile().as_text()
+  assert not re.search(r"\bwhile\(", unrolled)  # unrolled: no loop,
+  assert compiled_dots(6) == compiled_dots(False) > 2 * compiled_dots(True)  # every layer's dots
 
 
 @pytest.mark.slow

@@ -74,6 +74,15 @@ MISTAKES = {
     {"pats.statistics": "previous", "pats.normalize": "rank"},
     "config.pats.statistics='previous' cannot rank",
   ),
+  "negative scan unroll": (
+    {"model_config.scan_layers": True, "model_config.scan_unroll": -1},
+    "config.model_config.scan_unroll=-1: expected an integer >= 0",
+  ),
+  "scan unroll without stacked layers": (
+    {"model_config.scan_unroll": 0},
+    "config.model_config.scan_unroll=0 applies only to stacked layers: set "
+    "--config.model_config.scan_layers=True",
+  ),
   "remat policy without remat": (
     {"model_config.remat_policy": "dots"},
     "config.model_config.remat_policy='dots' applies only with remat: set "

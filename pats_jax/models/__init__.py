@@ -18,6 +18,8 @@ weight kind, `[num_layers, ...]` (leading logical axis "layers"), and the encode
 layers as one `nn.scan` loop (XLA compiles one layer body). `stack_layers` / `unstack_layers`
 convert a params-like tree between the layouts; `layer_axes` gives, per leaf, the axis that
 stacks layers (0) or None; `save_pretrained` writes HF's per-layer tensors from either.
+`scan_layers=k` (an int > 1) runs the stacked layers k per loop iteration, all of them without a
+loop for k >= num_layers (`layer_layout` maps the config fields to that argument).
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from pats_jax.models.families import SUPPORTED_MODEL_TYPES  # Registers every fa
 from pats_jax.models.layers import ATTENTION_CHOICES
 from pats_jax.models.loader import CheckpointError, Pretrained, load, save_pretrained
 from pats_jax.models.sharding import activation_sharding, axis_rules, layer_axes, logical_axes
+from pats_jax.models.stack import layer_layout
 
 __all__ = [
   "ATTENTION_CHOICES",
@@ -43,6 +46,7 @@ __all__ = [
   "axis_rules",
   "is_stacked",
   "layer_axes",
+  "layer_layout",
   "load",
   "logical_axes",
   "save_pretrained",

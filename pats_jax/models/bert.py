@@ -267,7 +267,7 @@ class Encoder(nn.Module):
   param_dtype: Dtype = jnp.float32
   attention: str = "auto"
   remat: bool | str = False
-  scan_layers: bool = False
+  scan_layers: bool | int = False
 
   @nn.compact
   def __call__(

@@ -42,7 +42,8 @@ class SequenceClassifier(nn.Module):
     param_dtype: dtype of the parameters.
     attention: "auto", "xla" or "cudnn" (`layers.resolve_attention`).
     remat: recompute each layer in the backward pass (True, or a `stack.REMAT_POLICIES` name).
-    scan_layers: stacked layer parameters, one `nn.scan` loop.
+    scan_layers: stacked layer parameters, one `nn.scan` loop; an int k > 1 runs k layers per
+      iteration, and k >= the layer count no loop (`stack.py`).
   """
 
   config: ModelConfig
@@ -50,7 +51,7 @@ class SequenceClassifier(nn.Module):
   param_dtype: Dtype = jnp.float32
   attention: str = "auto"
   remat: bool | str = False
-  scan_layers: bool = False
+  scan_layers: bool | int = False
 
   @nn.compact
   def __call__(

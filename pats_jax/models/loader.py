@@ -104,7 +104,7 @@ def load(
   seed: int = 0,
   attention: str = "auto",
   remat: bool | str = False,
-  scan_layers: bool = False,
+  scan_layers: bool | int = False,
   hidden_dropout: float | None = None,
   attention_dropout: float | None = None,
   reinit_head: bool = False,
@@ -126,7 +126,9 @@ def load(
     scan_layers: stack the layers' parameters (`params["encoder"]["layers"]`, leaves
       `[num_layers, ...]`, leading logical axis "layers") and run them as one `nn.scan`
       loop: XLA compiles one layer body instead of `num_layers` copies. False keeps one
-      subtree per layer (`params["encoder"]["layer_{i}"]`). Logits are the same.
+      subtree per layer (`params["encoder"]["layer_{i}"]`). Logits are the same. An int k > 1
+      stacks them too and runs k layers per loop iteration; k >= num_layers unrolls the loop
+      (`stack.py`).
     hidden_dropout: overrides config.json's hidden_dropout_prob.
     attention_dropout: overrides config.json's attention_probs_dropout_prob.
     reinit_head: ignore the checkpoint's classification head and start a new one.

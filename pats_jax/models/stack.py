@@ -20,6 +20,15 @@ layer body (a `while` loop) instead of L unrolled copies: compilation time and p
 stop growing with depth (cf. MaxText's `scan_layers`). `convert.stack_layers` /
 `unstack_layers` map a params tree between the layouts.
 
+`scan_layers` may also be an int k > 1: the stacked layers run k per iteration of the loop
+(`nn.scan`'s `unroll`), and k >= L unrolls the loop completely. Fully unrolled, XLA compiles the
+program of separate layers (no loop, static slices of the stacked leaves) while the optimizer
+still sees one leaf per weight kind. The optimizer's update then takes a few kernels per weight
+kind rather than per layer: on a GPU, where each kernel is a launch, that is most of the
+update's kernels (`docs/performance.md`, "GPU: compiler kernel counts"). Compile time grows with
+depth again, as for separate layers. The parameters, logits and dropout masks are those of the
+loop.
+
 With `first_token_only` (a head that reads the first token), the last layer computes its
 queries, attention output, feed-forward block and norms for that token alone (keys and
 values still cover every token): the same output for that token, less work. Stacked, layers
@@ -40,6 +49,7 @@ References:
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 import flax.linen as nn
@@ -70,8 +80,32 @@ def layer_class(layer: type[nn.Module], remat: bool | str) -> type[nn.Module]:
   return nn.remat(layer, static_argnums=(3, 4), prevent_cse=False, policy=policy)
 
 
-def _scan(layer: nn.Module, x: jax.Array, context: Any, deterministic: bool, length: int):
-  """Runs `layer` `length` times with `nn.scan`, its parameters stacked on a leading axis.
+def layer_layout(scan_layers: bool, unroll: int) -> bool | int:
+  """The models' `scan_layers` argument for a layout and an unroll count: False (separate
+  layers), True (one loop, a layer per iteration), or `unroll` layers per iteration (> 1; 0
+  unrolls the whole loop: no loop, stacked parameters)."""
+  if not scan_layers or unroll == 1:
+    return bool(scan_layers)
+  return unroll if unroll > 1 else sys.maxsize
+
+
+def scan_unroll(scan_layers: bool | int, length: int) -> int:
+  """Layers per iteration of the stacked loop: 1 for `scan_layers=True`, else the int, at most
+  `length` (the whole loop unrolled)."""
+  per_iteration = 1 if scan_layers is True else int(scan_layers)
+  return max(1, min(per_iteration, length))
+
+
+def _scan(
+  layer: nn.Module,
+  x: jax.Array,
+  context: Any,
+  deterministic: bool,
+  length: int,
+  scan_layers: bool | int = True,
+):
+  """Runs `layer` `length` times with `nn.scan`, its parameters stacked on a leading axis,
+  `scan_unroll(scan_layers, length)` layers per iteration of the loop.
 
   The stacked axis is named `sharding.LAYERS` in the parameters' logical axis names; the
   params and dropout rngs are split per layer, so every layer draws its own masks.
@@ -86,6 +120,7 @@ def _scan(layer: nn.Module, x: jax.Array, context: Any, deterministic: bool, len
     split_rngs={"params": True, "dropout": True},
     in_axes=(nn.broadcast,),
     length=length,
+    unroll=scan_unroll(scan_layers, length),
     metadata_params={nn.PARTITION_NAME: sh.LAYERS},
   )
   x, _ = scan(layer, x, context)
@@ -115,13 +150,14 @@ class _ScannedThenFirstToken(nn.Module):
   args: tuple
   num_layers: int
   remat: bool | str = False
+  scan_layers: bool | int = True
 
   @nn.compact
   def __call__(self, x, context, deterministic: bool):
     layer = layer_class(self.layer, self.remat)
     if self.num_layers > 1:
       first = layer(*self.args, name="first")
-      x = _scan(first, x, context, deterministic, self.num_layers - 1)
+      x = _scan(first, x, context, deterministic, self.num_layers - 1, self.scan_layers)
     return sh.constrain_hidden(layer(*self.args, name="last")(x, context, deterministic, True))
 
 
@@ -135,7 +171,7 @@ def run_layers(
   deterministic: bool,
   first_token_only: bool,
   remat: bool | str,
-  scan_layers: bool,
+  scan_layers: bool | int,
   initializing: bool,
 ) -> jax.Array:
   """Applies `num_layers` layers `layer(*args)` to `x`; call from a compact method.
@@ -149,7 +185,8 @@ def run_layers(
     deterministic: no dropout.
     first_token_only: the last layer computes the first position only (output `[batch, 1, E]`).
     remat: recompute each layer in the backward pass: True, or a `REMAT_POLICIES` name.
-    scan_layers: stacked parameters under "layers", one `nn.scan` loop; else `layer_{i}`.
+    scan_layers: stacked parameters under "layers", one `nn.scan` loop (an int k > 1: k layers
+      per iteration, k >= `num_layers` no loop); else (False) `layer_{i}`.
     initializing: the caller's `self.is_initializing()` (init builds the full stacked tree).
 
   Returns:
@@ -161,9 +198,11 @@ def run_layers(
       split = nn.map_variables(
         _ScannedThenFirstToken, "params", trans_in_fn=_split_last_layer, mutable=False
       )
-      return split(layer, args, num_layers, remat, name=STACKED_KEY)(x, context, deterministic)
+      return split(layer, args, num_layers, remat, scan_layers, name=STACKED_KEY)(
+        x, context, deterministic
+      )
     stacked = layer_class(layer, remat)(*args, name=STACKED_KEY)
-    return _scan(stacked, x, context, deterministic, num_layers)
+    return _scan(stacked, x, context, deterministic, num_layers, scan_layers)
   cls = layer_class(layer, remat)
   for i in range(num_layers):
     last = i == num_layers - 1

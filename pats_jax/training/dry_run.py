@@ -228,7 +228,7 @@ def abstract_run(
     jnp.dtype(options.param_dtype),
     options.attention,
     options.remat and options.remat_policy,
-    options.scan_layers,
+    models.layer_layout(options.scan_layers, options.get("scan_unroll", 1)),
   )
   params = loader.abstract_params(module)
   pretrained = models.Pretrained(module, params, None, shapes, [], [], config.model)

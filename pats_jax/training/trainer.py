@@ -73,7 +73,7 @@ def load_model(config: ml_collections.ConfigDict, workdir: pathlib.Path, num_lab
       seed=config.seed,
       attention=options.attention,
       remat=options.remat and options.remat_policy,
-      scan_layers=options.scan_layers,
+      scan_layers=models.layer_layout(options.scan_layers, options.get("scan_unroll", 1)),
       hidden_dropout=options.hidden_dropout,
       attention_dropout=options.attention_dropout,
     )

@@ -195,6 +195,7 @@ CHECKS: dict[str, Callable[[str, Any], None]] = {
   "model_config.remat": boolean,
   "model_config.remat_policy": choice(tuple(REMAT_POLICIES)),
   "model_config.scan_layers": boolean,
+  "model_config.scan_unroll": integer(0),
   "model_config.hidden_dropout": optional(real(0.0, 1.0)),
   "model_config.attention_dropout": optional(real(0.0, 1.0)),
   "num_epochs": integer(1),
@@ -280,6 +281,12 @@ def check_config(config: ml_collections.ConfigDict) -> None:
     raise ConfigError(
       f"config.model_config.remat_policy={policy!r} applies only with remat: set "
       "--config.model_config.remat=True, or leave remat_policy at 'full'"
+    )
+  unroll = _get(config, "model_config.scan_unroll")
+  if unroll not in (_MISSING, 1) and not config.model_config.scan_layers:
+    raise ConfigError(
+      f"config.model_config.scan_unroll={unroll!r} applies only to stacked layers: set "
+      "--config.model_config.scan_layers=True, or leave scan_unroll at 1"
     )
   batch_size, accum = config.batch_size, config.grad_accum_steps
   if batch_size % accum:
