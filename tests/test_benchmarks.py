@@ -196,12 +196,12 @@ def test_gpu_suite_tiny_runs_every_item(tmp_path):
   items = report["items"]
   expected = ["train_step", "torch_baseline", "startup", "loop", "gpu_attention"]
   if common.supports_scan_layers():
-    expected.append("train_step_scan")
+    expected += ["train_step_unrolled", "train_step_scan"]
   if common.trainer_supports_scan_layers():
     expected.append("loop_scan")
   assert sorted(items) == sorted(expected)
   for name, item in items.items():
-    module = name.removesuffix("_scan")
+    module = name.removesuffix("_scan").removesuffix("_unrolled")
     assert item["status"] in (("ok", "skipped") if name == "gpu_attention" else ("ok",)), item
     check_header(log.split(f"=== {name}: ")[1], module)
   step = items["train_step"]["figures"]

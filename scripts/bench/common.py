@@ -93,7 +93,7 @@ def load_random_model(
   *,
   dtype: Any = jnp.float32,
   num_labels: int = 2,
-  scan_layers: bool = False,
+  scan_layers: bool | int = False,
   folder: str | os.PathLike | None = None,
   **load_kwargs: Any,
 ) -> models.Pretrained:
@@ -101,10 +101,11 @@ def load_random_model(
 
   Timing does not depend on the weights' values. `folder` keeps the checkpoint (e.g. for
   torch to load the same one); by default it goes to a temporary folder. `scan_layers` is
-  passed on to `models.load` only when it is set (see `supports_scan_layers`).
+  passed on to `models.load` only when it is set (see `supports_scan_layers`): True, or an int of
+  layers per loop iteration (`models.layer_layout`).
   """
   if scan_layers:
-    load_kwargs["scan_layers"] = True
+    load_kwargs["scan_layers"] = scan_layers
   with tempfile.TemporaryDirectory() as tmp:
     path = tiny.write_tiny_checkpoint(
       pathlib.Path(folder or tmp) / shape,

@@ -13,7 +13,10 @@ own time limit inside the suite's budget; a failing item does not stop the next)
 3. `loop`: the trainer's loop against its bare jitted step on a tiny model (steps/s).
 4. `startup`: time from `python train.py` (tiny config) to its first step.
 5. With layers stacked (`nn.scan`), when `pats_jax.models.load` takes `scan_layers`: the
-   BERT-base step's compile time and timing at batch 32, and the loop again.
+   BERT-base step's compile time and timing at batch 32, with the stacked layers unrolled
+   (`--scan_unroll 0`: no loop, 25 optimizer leaves instead of 201, about a quarter fewer
+   kernels than separate layers by the CUDA compiler's count; does the time follow?) and as
+   one loop, and the loop again.
 6. `gpu_attention`: cuDNN against XLA attention (logits, hidden states, gradients).
 
 Output, as flat files in `--out` (default `$OUT`, else `logs/`): `suite.log` (every item's
@@ -100,9 +103,9 @@ def items(
     ("startup", ["--method", "pats"], 60),
   ]
   if scan:
-    result.append(
-      ("train_step_scan", [*shape, *dtype, *length, *one_batch, *rounds, "--scan_layers"], 90)
-    )
+    stacked = [*shape, *dtype, *length, *one_batch, *rounds, "--scan_layers"]
+    result.append(("train_step_unrolled", [*stacked, "--scan_unroll", "0"], 120))
+    result.append(("train_step_scan", stacked, 90))
   if trainer_scan:
     result.append(("loop_scan", ["--method", "pats", *loop_steps, "--scan_layers"], 60))
   attention = ["--shapes", "tiny", "--batch", "2", "--length", "16"] if tiny else []
@@ -111,8 +114,8 @@ def items(
 
 
 def module_of(name: str) -> str:
-  """The benchmark module an item runs (`train_step_scan` runs `train_step`)."""
-  return "scripts.bench." + name.removesuffix("_scan")
+  """The benchmark module an item runs (`train_step_scan`, `train_step_unrolled`: `train_step`)."""
+  return "scripts.bench." + name.removesuffix("_scan").removesuffix("_unrolled")
 
 
 def run_item(name: str, args: list, limit: float, env: dict, log, figures: pathlib.Path) -> dict:
@@ -170,11 +173,12 @@ def headline(results: dict[str, dict]) -> dict[str, Any]:
   start = results.get("startup", {}).get("figures", {}).get("variants", {})
   for variant, row in start.items():
     summary[f"train.py time to first step s, {variant}"] = row["first_step_s"]
-  scan = results.get("train_step_scan", {}).get("figures", {}).get("batches", {})
-  for batch, row in scan.items():
-    for variant, values in row.get("variants", {}).items():
-      summary[f"scan_layers {variant} batch {batch}: compile s"] = values.get("compile_s")
-      summary[f"scan_layers {variant} batch {batch}: examples/s"] = values.get("per_second")
+  for name, label in (("train_step_unrolled", "scan_unroll=0"), ("train_step_scan", "scan_layers")):
+    stacked = results.get(name, {}).get("figures", {}).get("batches", {})
+    for batch, row in stacked.items():
+      for variant, values in row.get("variants", {}).items():
+        summary[f"{label} {variant} batch {batch}: compile s"] = values.get("compile_s")
+        summary[f"{label} {variant} batch {batch}: examples/s"] = values.get("per_second")
   return summary
 
 

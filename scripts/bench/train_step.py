@@ -16,8 +16,9 @@ examples/s is reported as the best one.
   python -m scripts.bench.train_step --shape bert-base --rounds 0   # compile and count only
 
 `--scan_layers` loads the model with its layers stacked under `nn.scan` (one leaf per weight
-kind) when `pats_jax.models.load` supports it. `--profile FILE` writes the top operations of
-a profiler trace of the last batch size's first variant to FILE.
+kind) when `pats_jax.models.load` supports it; `--scan_unroll K` runs K of them per loop
+iteration, 0 all of them without a loop (`model_config.scan_unroll`). `--profile FILE` writes
+the top operations of a profiler trace of the last batch size's first variant to FILE.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import pathlib
 
 import jax.numpy as jnp
 
+from pats_jax import models
 from scripts.bench import common, xla
 
 METHODS = ("plain", "pats")
@@ -92,17 +94,22 @@ def main(argv: list[str] | None = None) -> dict:
   parser.add_argument("--rounds", type=int, default=5, help="timed rounds; 0 = compile only")
   parser.add_argument("--warmup", type=int, default=1, help="untimed rounds first")
   parser.add_argument("--scan_layers", action="store_true", help="layers under nn.scan")
+  parser.add_argument(
+    "--scan_unroll", type=int, default=1, help="with --scan_layers: layers per iteration (0: all)"
+  )
   parser.add_argument("--profile", default="", help="write a profile summary to this file")
   args = parser.parse_args(argv)
   report = common.Report(__doc__.splitlines()[0])
   if args.scan_layers and not common.supports_scan_layers():
     parser.error("--scan_layers: pats_jax.models.load has no scan_layers option in this version")
+  scan_layers = models.layer_layout(args.scan_layers, args.scan_unroll)
   pretrained = common.load_random_model(
-    args.shape, dtype=jnp.dtype(args.dtype), scan_layers=args.scan_layers
+    args.shape, dtype=jnp.dtype(args.dtype), scan_layers=scan_layers
   )
   print(
     f"shape {args.shape}, compute {args.dtype}, length {args.length}, scan_layers "
-    f"{args.scan_layers}, rounds {args.rounds} (medians), warmup {args.warmup}"
+    f"{args.scan_layers}, scan_unroll {args.scan_unroll}, rounds {args.rounds} (medians), "
+    f"warmup {args.warmup}"
   )
   results = {}
   for batch_size in args.batch_size:
