@@ -116,7 +116,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   # What remat keeps: full (nothing), dots (matmul outputs), dots_no_batch (dense outputs).
   config.model_config.remat_policy = "full"
   config.model_config.scan_layers = False  # True stacks the layers and runs them as one nn.scan.
-  # With scan_layers: layers per loop iteration; 0 unrolls them all (no loop, stacked params).
+  # With scan_layers: layers per loop iteration; 0 runs all without a loop (GPU: fewer kernels).
   config.model_config.scan_unroll = 1
   # Dropout after embeddings and sublayers; None keeps the checkpoint's value.
   config.model_config.hidden_dropout = config_dict.placeholder(float)

@@ -336,6 +336,9 @@ def _header(run: AbstractRun) -> list[str]:
   train_rows, eval_rows = run.train_batch["labels"].shape[0], run.eval_batch["labels"].shape[0]
   options = config.model_config
   layers = "stacked (scan_layers)" if options.scan_layers else "separate"
+  unroll = options.get("scan_unroll", 1)
+  if options.scan_layers and unroll != 1:
+    layers += ", without a loop" if unroll == 0 else f", {unroll} per loop iteration"
   return [
     f"Dry run for TPU {slice_.name} (topology {slice_.topology}: {chips} chips, "
     f"{slice_.hosts} host{'s' if slice_.hosts > 1 else ''}), compiled on this machine's CPU "
