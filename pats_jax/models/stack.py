@@ -21,13 +21,14 @@ stop growing with depth (cf. MaxText's `scan_layers`). `convert.stack_layers` /
 `unstack_layers` map a params tree between the layouts.
 
 `scan_layers` may also be an int k > 1: the stacked layers run k per iteration of the loop
-(`nn.scan`'s `unroll`), and k >= L unrolls the loop completely. Fully unrolled, XLA compiles the
-program of separate layers (no loop, static slices of the stacked leaves) while the optimizer
-still sees one leaf per weight kind. The optimizer's update then takes a few kernels per weight
-kind rather than per layer: on a GPU, where each kernel is a launch, that is most of the
-update's kernels (`docs/performance.md`, "GPU: compiler kernel counts"). Compile time grows with
-depth again, as for separate layers. The parameters, logits and dropout masks are those of the
-loop.
+(`nn.scan`'s `unroll`), and k >= L unrolls the loop completely. Fully unrolled, XLA compiles
+every layer with no loop (static slices of the stacked leaves) while the optimizer still sees
+one leaf per weight kind. The optimizer's update then takes a few kernels per weight kind
+rather than per layer: on a GPU, where each kernel is a launch, that is most of the update's
+kernels (`docs/performance.md`, "GPU: compiler kernel counts"). Compile time grows with depth
+again, as for separate layers, and on a TPU the compiler lays the activations out less well
+than for separate layers (the same document). The parameters, logits and dropout masks are
+those of the loop.
 
 With `first_token_only` (a head that reads the first token), the last layer computes its
 queries, attention output, feed-forward block and norms for that token alone (keys and

@@ -78,6 +78,7 @@ FREE_FIELDS: tuple[str, ...] = (
   "data.cache_dir",  # Where tokenised data is cached, not what it is.
   "model_config.remat",  # Recomputes activations in the backward pass; the same function.
   "model_config.remat_policy",  # Which activations remat recomputes; the same function.
+  "model_config.scan_unroll",  # Stacked layers per loop iteration; the same function and masks.
   "distributed",  # How processes find each other (coordinator address, process ids).
 )
 
