@@ -168,7 +168,9 @@ def test_gradients_match_torch_autograd(tmp_path, variant, scan_layers):
   assert set(grads) == set(expected)
   for name, grad in grads.items():
     assert np.abs(expected[name]).max() > 0 or "token_type" in name, name
-    np.testing.assert_allclose(grad, expected[name], rtol=1e-4, atol=1e-5, err_msg=name)
+    # The token-type table's gradient sums every token of the batch in float32, in an order
+    # that differs between the two libraries (and between transformers releases): 2e-5.
+    np.testing.assert_allclose(grad, expected[name], rtol=1e-4, atol=2e-5, err_msg=name)
 
 
 @pytest.mark.parametrize(

@@ -114,3 +114,74 @@ def test_pooler_head_dropouts_keep_their_names():
     hf = tiny.tiny_config("deberta-v2", hidden_size=32, pooler_dropout=rate)
     config = ModelConfig.from_hf_dict(hf, num_labels=2)
     assert _dropout_names(deberta.ContextPoolerHead(config), hidden) == expected
+
+
+class _Projections(nn.Module):
+  """Query, key and value of `x` as one matmul (`layers.project_heads`)."""
+
+  dtype: jnp.dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x):
+    projections = [
+      layers.HeadProjection(8, 2, 4, 0.5, name=name)() for name in ("query", "key", "value")
+    ]
+    return layers.project_heads(x, projections, self.dtype)
+
+
+def _dense_general_projections(params, x, dtype):
+  """The same projections, each by its own `nn.DenseGeneral` (what the layers used to run)."""
+  dense = nn.DenseGeneral((2, 4), dtype=dtype)
+  return [dense.apply({"params": params[name]}, x) for name in ("query", "key", "value")]
+
+
+def test_head_projection_params_are_dense_generals():
+  x = jnp.ones((2, 3, 8))
+  params = _Projections().init(jax.random.key(0), x)["params"]
+  reference = nn.DenseGeneral((2, 4)).init(jax.random.key(0), x)["params"]
+  for name in ("query", "key", "value"):
+    leaves = nn.meta.unbox(params[name])
+    assert jax.tree.map(jnp.shape, leaves) == jax.tree.map(jnp.shape, reference)
+    assert params[name]["kernel"].names == ("embed", "heads", "kv")
+    np.testing.assert_array_equal(leaves["bias"], 0.0)
+  kernels = [nn.meta.unbox(params[name]["kernel"]) for name in ("query", "key", "value")]
+  assert all(float(np.std(k)) > 0.2 for k in kernels)
+  assert not np.allclose(kernels[0], kernels[1])  # Each its own draw.
+
+
+def test_project_heads_matches_separate_projections_and_their_gradients():
+  x = jax.random.normal(jax.random.key(1), (2, 5, 8))
+  module = _Projections()
+  params = nn.meta.unbox(module.init(jax.random.key(2), x)["params"])
+  params = jax.tree.map(  # Non-zero biases, so that a misplaced bias would show.
+    lambda p: p + jax.random.normal(jax.random.key(3), p.shape), params
+  )
+  joined = module.apply({"params": params}, x)
+  separate = _dense_general_projections(params, x, jnp.float32)
+  for got, want in zip(joined, separate, strict=True):
+    assert got.shape == (2, 5, 2, 4)
+    np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6)
+
+  def loss(apply):
+    def f(params, x):
+      q, k, v = apply(params, x)
+      return jnp.sum(jnp.sin(q) * 1.0 + jnp.cos(k) * 2.0 + v**2 * 3.0)
+
+    return jax.grad(f, argnums=(0, 1))(params, x)
+
+  got = loss(lambda p, x: module.apply({"params": p}, x))
+  want = loss(lambda p, x: _dense_general_projections(p, x, jnp.float32))
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5), got, want)
+
+
+def test_project_heads_computes_in_the_compute_dtype():
+  x = jax.random.normal(jax.random.key(1), (2, 5, 8))
+  module = _Projections(jnp.bfloat16)
+  params = nn.meta.unbox(module.init(jax.random.key(2), x)["params"])
+  joined = module.apply({"params": params}, x)
+  separate = _dense_general_projections(params, x, jnp.bfloat16)
+  for got, want in zip(joined, separate, strict=True):
+    assert got.dtype == jnp.bfloat16
+    np.testing.assert_allclose(
+      np.asarray(got, np.float32), np.asarray(want, np.float32), rtol=2e-2, atol=2e-2
+    )

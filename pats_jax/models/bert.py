@@ -181,22 +181,25 @@ class SelfAttention(nn.Module):
     (output `[batch, 1, E]`)."""
     cfg = self.config
 
-    def project(name: str, inputs: jax.Array) -> jax.Array:
-      return nn.DenseGeneral(
-        (cfg.num_attention_heads, cfg.head_dim),
-        dtype=self.dtype,
-        param_dtype=self.param_dtype,
-        kernel_init=layers.normal_init(cfg.initializer_range, (sh.EMBED, sh.HEADS, sh.KV)),
-        bias_init=layers.zeros_init((sh.HEADS, sh.KV)),
+    projections = [
+      layers.HeadProjection(
+        cfg.hidden_size,
+        cfg.num_attention_heads,
+        cfg.head_dim,
+        cfg.initializer_range,
+        self.param_dtype,
         name=name,
-      )(inputs)
-
-    query = project("query", x[:, :1] if first_token_only else x)
+      )()
+      for name in ("query", "key", "value")
+    ]
+    # One matmul for all three; with `first_token_only` the queries of the other positions
+    # are computed and dropped (a separate 1-token query matmul costs more kernels than FLOPs).
+    query, key, value = layers.project_heads(x, projections, self.dtype)
     out = layers.attend(
       self,
-      query,
-      project("key", x),
-      project("value", x),
+      query[:, :1] if first_token_only else query,
+      key,
+      value,
       padding,
       dropout_rate=cfg.attention_probs_dropout_prob,
       deterministic=deterministic,

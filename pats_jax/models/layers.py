@@ -181,6 +181,58 @@ def layer_norm(
   )
 
 
+class HeadProjection(nn.Module):
+  """The parameters of one head-split projection (a query, key or value), not applied.
+
+  Named and initialised as `nn.DenseGeneral((heads, head_dim))` names and initialises them:
+  `kernel` `[E, heads, head_dim]` (embed, heads, kv), N(0, stddev²), and `bias`
+  `[heads, head_dim]`, zeros. Calling it returns `(kernel, bias)`, so that several projections
+  of one input run as one matmul (`project_heads`).
+  """
+
+  features: int
+  heads: int
+  head_dim: int
+  stddev: float
+  param_dtype: Dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self) -> tuple[jax.Array, jax.Array]:
+    kernel = self.param(
+      "kernel",
+      normal_init(self.stddev, (sh.EMBED, sh.HEADS, sh.KV)),
+      (self.features, self.heads, self.head_dim),
+      self.param_dtype,
+    )
+    bias = self.param(
+      "bias", zeros_init((sh.HEADS, sh.KV)), (self.heads, self.head_dim), self.param_dtype
+    )
+    return kernel, bias
+
+
+def project_heads(
+  x: jax.Array, projections: list[tuple[jax.Array, jax.Array]], dtype: Dtype
+) -> list[jax.Array]:
+  """Several head-split projections of one input as a single matmul.
+
+  For kernels W_i `[E, N_i, d]` and biases b_i `[N_i, d]`:
+
+    [y_1 | ... | y_n] = x · [W_1 | ... | W_n] + [b_1 | ... | b_n]    (joined on the heads axis)
+
+  then split back, so y_i = x W_i + b_i `[batch, length, N_i, d]`, each output element the
+  same dot product as a separate `nn.DenseGeneral` computes, in `dtype`. The training step then
+  has one matmul for the outputs, one for the input's gradient, one for the weights' gradient
+  and one reduction for the biases' gradient, instead of one of each per projection: on a GPU
+  every matmul and reduction is a kernel launch.
+  """
+  kernel = jnp.concatenate([k for k, _ in projections], axis=1).astype(dtype)
+  bias = jnp.concatenate([b for _, b in projections], axis=0).astype(dtype)
+  joined = jnp.einsum("...e,ehd->...hd", x.astype(dtype), kernel) + bias
+  bounds = [k.shape[1] for k, _ in projections]
+  starts = [sum(bounds[:i]) for i in range(len(bounds))]
+  return [joined[..., start : start + n, :] for start, n in zip(starts, bounds, strict=True)]
+
+
 class KeyPadding(NamedTuple):
   """Which keys are real tokens, in the two forms the attention kernels take.
 
