@@ -5,10 +5,19 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 from _train_helpers import tiny_config
 
-from pats_jax.training import compiled_program, dry_run, gpu_targets, gpu_thunks, optimizers, steps
+from pats_jax.training import (
+  compiled_program,
+  dry_run,
+  gpu_targets,
+  gpu_thunks,
+  optimizers,
+  reductions,
+  steps,
+)
 from scripts.bench import gpu_compile
 
 # An optimised GPU module: a loop of 3 iterations whose body runs a Triton GEMM, a reduction
@@ -247,11 +256,53 @@ def test_grouped_reductions_give_the_per_leaf_values():
   }
   expected = np.sqrt(sum(np.sum(np.square(np.asarray(x, np.float64))) for x in tree.values()))
   for grouped in (False, True):
-    assert float(steps.global_norm(tree, grouped=grouped)) == pytest.approx(expected, rel=1e-6)
-    assert bool(steps.all_finite(tree, grouped=grouped))
+    assert float(reductions.global_norm(tree, grouped=grouped)) == pytest.approx(expected, rel=1e-6)
+    assert bool(reductions.all_finite(tree, grouped=grouped))
     for bad in (np.inf, -np.inf, np.nan):
       poisoned = {**tree, "b": tree["b"].at[1].set(bad)}
-      assert not bool(steps.all_finite(poisoned, grouped=grouped))
+      assert not bool(reductions.all_finite(poisoned, grouped=grouped))
   # One reduction over the concatenation, not one per leaf.
-  jaxpr = str(jax.make_jaxpr(lambda t: steps.global_norm(t, grouped=True))(tree))
+  jaxpr = str(jax.make_jaxpr(lambda t: reductions.global_norm(t, grouped=True))(tree))
   assert jaxpr.count("reduce_sum") == 1 and "concatenate" in jaxpr
+
+
+def _gradients(scale: float) -> dict:
+  rng = np.random.default_rng(2)
+  return {
+    "w": jnp.asarray(scale * rng.normal(size=(6, 5)), jnp.float32),
+    "b": jnp.asarray(scale * rng.normal(size=5), jnp.float32),
+  }
+
+
+@pytest.mark.parametrize("scale", [0.01, 10.0])
+def test_grouped_clipping_is_optax_clipping_up_to_the_norms_rounding(scale):
+  grads = _gradients(scale)
+  norm = float(np.sqrt(sum(np.sum(np.square(np.asarray(g, np.float64))) for g in grads.values())))
+  per_leaf, grouped = (
+    optax.clip_by_global_norm(1.0),
+    reductions.clip_by_global_norm(1.0, grouped=True),
+  )
+  want, want_state = per_leaf.update(grads, per_leaf.init(grads))
+  got, got_state = grouped.update(grads, grouped.init(grads))
+  assert jax.tree.structure(got_state) == jax.tree.structure(want_state)
+  if norm < 1.0:  # Below the threshold the updates pass through untouched.
+    jax.tree.map(np.testing.assert_array_equal, got, want)
+  else:
+    assert float(reductions.global_norm(got)) == pytest.approx(1.0, rel=1e-6)
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6), got, want)
+  assert "concatenate" in str(jax.make_jaxpr(lambda g: grouped.update(g, got_state))(grads))
+
+
+def test_gpu_programs_clip_by_the_grouped_norm():
+  config = tiny_config(arg="method=pats", grad_clip_norm=1.0)
+  default, grouped = (
+    dry_run.abstract_run(config, None, jax.devices()[:1], gpu_program=flag).steps.optimizer
+    for flag in (False, True)
+  )
+  grads = _gradients(10.0)
+  for optimizer, joined in ((default, False), (grouped, True)):
+    state = optimizer.tx.init(grads)
+    jaxpr = str(jax.make_jaxpr(lambda g, s, o=optimizer: o.tx.update(g, s, grads))(grads, state))
+    assert ("concatenate" in jaxpr) == joined
+  # A checkpoint of either restores into the other: the same state tree.
+  assert jax.tree.structure(default.tx.init(grads)) == jax.tree.structure(grouped.tx.init(grads))

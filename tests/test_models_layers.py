@@ -185,3 +185,17 @@ def test_project_heads_computes_in_the_compute_dtype():
     np.testing.assert_allclose(
       np.asarray(got, np.float32), np.asarray(want, np.float32), rtol=2e-2, atol=2e-2
     )
+
+
+def test_first_position_keeps_the_dropout_masks_of_a_length_one_axis():
+  # A first-token layer runs on `[batch, E]` (`layers.first_position`); its dropout must draw
+  # what it drew on `[batch, 1, E]`, for every key implementation the trainer offers.
+  x = jnp.ones((3, 5, 8))
+  assert layers.first_position(x).shape == (3, 8)
+  for impl in ("threefry2x32", "rbg", "unsafe_rbg"):
+    rngs = {"dropout": jax.random.key(7, impl=impl)}
+    drop = nn.Dropout(0.5)
+    with_axis = drop.apply({}, x[:, :1], deterministic=False, rngs=rngs)
+    without = drop.apply({}, layers.first_position(x), deterministic=False, rngs=rngs)
+    np.testing.assert_array_equal(with_axis[:, 0], without)
+    assert 0 < float(jnp.mean(without == 0)) < 1

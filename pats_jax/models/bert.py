@@ -240,13 +240,14 @@ class TransformerLayer(nn.Module):
     )
     attended = self.attend(x, context, deterministic, first_token_only)
     if first_token_only:
-      x = x[:, :1]
+      x, attended = layers.first_position(x), layers.first_position(attended)
     x = norm("attention_norm")(x + drop(attended, deterministic=deterministic))
     y = dense(cfg.intermediate_size, (sh.EMBED, sh.MLP), name="intermediate")(x)
     y = dense(cfg.hidden_size, (sh.MLP, sh.EMBED), name="output")(
       layers.activation(cfg.hidden_act)(y)
     )
-    return norm("output_norm")(x + drop(y, deterministic=deterministic))
+    out = norm("output_norm")(x + drop(y, deterministic=deterministic))
+    return out[:, None] if first_token_only else out
 
   def attend(
     self, x, padding: layers.KeyPadding, deterministic: bool, first_token_only: bool

@@ -233,6 +233,20 @@ def project_heads(
   return [joined[..., start : start + n, :] for start, n in zip(starts, bounds, strict=True)]
 
 
+def first_position(x: jax.Array) -> jax.Array:
+  """`[batch, L, ...]` -> `[batch, ...]`: the first position, without a length axis of 1.
+
+  A layer that computes the first token only (`first_token_only`) runs its feed-forward block
+  on `[batch, E]` and adds the length axis back at its output. With a `[batch, 1, E]` block
+  after unrolled stacked layers (`scan_unroll`), XLA's GPU compiler laid every activation of
+  the training step out with the batch axis minor, where its fused LayerNorm kernels do not
+  apply (BERT-base: 934 kernels per step against 800 this way). The values are the same, and
+  so are the dropout masks: `jax.random` draws element i of a shape by i's flat index, which
+  the axis of 1 does not change.
+  """
+  return x[:, 0]
+
+
 class KeyPadding(NamedTuple):
   """Which keys are real tokens, in the two forms the attention kernels take.
 

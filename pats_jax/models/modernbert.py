@@ -417,12 +417,12 @@ class TransformerLayer(nn.Module):
       normed, context, context.global_layers[index], deterministic, first_token_only
     )
     if first_token_only:
-      x = x[:, :1]
+      x, attended = layers.first_position(x), layers.first_position(attended)
     x = x + attended
     x = x + GatedMlp(cfg, self.dtype, self.param_dtype, name="mlp")(
       norm(name="mlp_norm")(x), deterministic
     )
-    return x, index + 1
+    return (x[:, None] if first_token_only else x), index + 1
 
 
 class Encoder(nn.Module):

@@ -48,6 +48,7 @@ import optax
 
 import pats_jax
 from pats_jax import models
+from pats_jax.training import reductions
 
 PATS_VARIANTS = {
   "pats": {},
@@ -168,12 +169,18 @@ def _adamw(config: ml_collections.ConfigDict, learning_rate: optax.Schedule):
   )
 
 
-def make_optimizer(config: ml_collections.ConfigDict, num_updates: int) -> Optimizer:
+def make_optimizer(
+  config: ml_collections.ConfigDict, num_updates: int, *, grouped_clipping: bool = False
+) -> Optimizer:
   """Builds the optimizer of `config` for a run of `num_updates` optimizer updates.
 
   Args:
     config: the run's config (`configs/glue.py` fields).
     num_updates: T, the number of optimizer updates (micro-steps / `grad_accum_steps`).
+    grouped_clipping: clip by a global norm taken as one reduction over the joined leaves
+      (`reductions.clip_by_global_norm`), for XLA:GPU on replicated parameters: the same rule,
+      a norm that differs by the order of its float32 sums, a few kernels instead of one or
+      two per leaf.
 
   Returns:
     An `Optimizer`.
@@ -237,7 +244,8 @@ def make_optimizer(config: ml_collections.ConfigDict, num_updates: int) -> Optim
     raise ValueError(f"unknown config.method={method!r}")
 
   if config.grad_clip_norm > 0:
-    tx = optax.chain(optax.clip_by_global_norm(config.grad_clip_norm), tx)
+    clip = reductions.clip_by_global_norm(config.grad_clip_norm, grouped=grouped_clipping)
+    tx = optax.chain(clip, tx)
   if config.grad_accum_steps > 1:
     tx = optax.MultiSteps(tx, every_k_schedule=config.grad_accum_steps).gradient_transformation()
   return Optimizer(

@@ -36,7 +36,7 @@ from jax.sharding import Mesh, NamedSharding
 
 import pats_jax
 from pats_jax import models
-from pats_jax.training import optimizers, sharding
+from pats_jax.training import optimizers, reductions, sharding
 
 
 class TrainState(NamedTuple):
@@ -92,35 +92,6 @@ def _apply(module: Any, params: Any, batch: dict[str, jax.Array], *, dropout_key
   )
 
 
-def _flat(tree: Any) -> jax.Array:
-  """Every element of `tree`'s leaves in one float32 vector."""
-  return jnp.concatenate([jnp.ravel(leaf).astype(jnp.float32) for leaf in jax.tree.leaves(tree)])
-
-
-def all_finite(tree: Any, *, grouped: bool = False) -> jax.Array:
-  """True (a bool scalar) when every element of every leaf of `tree` is finite.
-
-  `grouped`: one reduction over the leaves' concatenation rather than one per leaf (the same
-  value; see `global_norm`).
-  """
-  if grouped:
-    return jnp.all(jnp.isfinite(_flat(tree)))
-  return jnp.all(jnp.stack([jnp.all(jnp.isfinite(leaf)) for leaf in jax.tree.leaves(tree)]))
-
-
-def global_norm(tree: Any, *, grouped: bool = False) -> jax.Array:
-  """‖tree‖₂ = sqrt(Σ over every element x of every leaf of x²).
-
-  `grouped`: one float32 reduction over the leaves' concatenation, which XLA fuses into a few
-  kernels, instead of `optax.tree.norm`'s one or two kernels per leaf (a per-leaf sum of
-  squares in the leaf's dtype, then the sum of those). For float32 leaves the values differ
-  only by the order of the additions.
-  """
-  if grouped:
-    return jnp.sqrt(jnp.sum(jnp.square(_flat(tree))))
-  return optax.tree.norm(tree)
-
-
 def make_train_step(
   module: Any,
   optimizer: optimizers.Optimizer,
@@ -145,17 +116,19 @@ def make_train_step(
       (`optimizers.KEY_IMPLS`): "threefry2x32" draws the same masks on any mesh; "rbg" and
       "unsafe_rbg" take the bits from the backend's generator (the TPU's hardware one), far
       cheaper there, with masks that may depend on the sharding and the XLA version.
-    norms_after_update: compute the logged parameter norm from the new state once it is
-      written, not in the update's kernels (an optimization barrier: the values are the same).
-      For XLA:GPU: there, a norm fused into the update keeps the new state from being written
-      in place into the donated buffers, which adds a copy kernel per leaf (about 450 of a
-      BERT-base step's 2,160 kernels). On TPU the fused norm is cheaper, so it stays fused.
+    norms_after_update: compute the logged parameter and update norms from the new state and
+      the updates once they are written, not in the update's kernels (an optimization
+      barrier: the values are the same). For XLA:GPU: there, a norm fused into the update
+      reads the old parameters after the update has overwritten them in the donated buffers,
+      so XLA copies them first: a copy kernel per leaf (about 450 of a BERT-base step's
+      2,160 kernels with the parameter norm fused, 11 more with the update norm fused). The
+      updates then take a buffer of the parameters' size. On TPU the fused norms are cheaper,
+      so they stay fused.
     grouped_reductions: the non-finite test and the logged norms (`grad_norm`, `param_norm`,
-      `update_norm`) as one reduction each over the concatenated leaves (`global_norm`,
-      `all_finite`), not one or two kernels per leaf: for XLA:GPU, on replicated parameters
-      (a sharded leaf would be gathered). The test is the same; the norms differ only by the
-      order of their float32 sums. Gradient clipping keeps its own per-leaf norm, so the
-      update does not change.
+      `update_norm`) as one reduction each over the joined leaves (`reductions`), not one or
+      two kernels per leaf: for XLA:GPU, on replicated parameters (a sharded leaf would be
+      gathered). The test is the same; the norms differ only by the order of their float32
+      sums. The optimizer's gradient clipping is chosen with it (`build_run_steps`).
 
   Metrics: `loss`, `learning_rate` and `noise_scale` (of the update this micro-step goes into,
   at the optimizer's own count), `grad_norm`, `param_norm`, `update_norm` (global L2 norms),
@@ -170,8 +143,8 @@ def make_train_step(
       return task_loss(logits, batch["labels"], regression=regression)
 
     loss, grads = jax.value_and_grad(loss_fn)(state.params)
-    finite = jnp.isfinite(loss) & all_finite(grads, grouped=grouped_reductions)
-    norm = functools.partial(global_norm, grouped=grouped_reductions)
+    finite = jnp.isfinite(loss) & reductions.all_finite(grads, grouped=grouped_reductions)
+    norm = functools.partial(reductions.global_norm, grouped=grouped_reductions)
     count = optimizers.applied_updates(state.opt_state)  # Updates applied before this step.
 
     def update(_: Any) -> tuple[Any, Any]:
@@ -189,7 +162,7 @@ def make_train_step(
       skipped = jnp.zeros((), bool)
     params = optax.apply_updates(state.params, updates)
     if norms_after_update:
-      params, opt_state = jax.lax.optimization_barrier((params, opt_state))
+      params, opt_state, updates = jax.lax.optimization_barrier((params, opt_state, updates))
     nonfinite = state.nonfinite_steps + (~finite).astype(jnp.int32)
     consecutive = jnp.where(finite, 0, state.consecutive_nonfinite + 1)
     metrics = {
@@ -335,10 +308,12 @@ def build_run_steps(
     num_updates: optimizer updates of the whole run (the schedules' length).
     regression: one output trained with squared error, else classes with cross-entropy.
     gpu_program: shape the train step for XLA:GPU (`make_train_step`'s `norms_after_update`,
-      and `grouped_reductions` without FSDP); by default when the mesh's devices are GPUs.
+      and, without FSDP, `grouped_reductions` and the optimizer's `grouped_clipping`); by
+      default when the mesh's devices are GPUs.
   """
-  optimizer = optimizers.make_optimizer(config, num_updates)
   on_gpu = mesh.devices.flat[0].platform == "gpu" if gpu_program is None else gpu_program
+  grouped = on_gpu and config.mesh.fsdp == 1
+  optimizer = optimizers.make_optimizer(config, num_updates, grouped_clipping=grouped)
   param_shardings = sharding.param_shardings(
     pretrained.params, models.logical_axes(pretrained), mesh, fsdp=config.mesh.fsdp > 1
   )
@@ -357,7 +332,7 @@ def build_run_steps(
         skip_nonfinite=config.apply_if_finite,
         dropout_key_impl=config.dropout_key_impl,
         norms_after_update=on_gpu,
-        grouped_reductions=on_gpu and config.mesh.fsdp == 1,
+        grouped_reductions=grouped,
       )
     ),
     pinned(make_eval_step(pretrained.module, regression=regression)),
