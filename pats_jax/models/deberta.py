@@ -361,31 +361,36 @@ class DisentangledSelfAttention(nn.Module):
     """`[batch, L, E]` -> `[batch, L, E]` (`[batch, 1, E]` with `first_token_only`)."""
     cfg = self.config
 
-    def projection(name: str) -> nn.DenseGeneral:
-      return nn.DenseGeneral(
-        (cfg.num_attention_heads, cfg.head_dim),
-        dtype=self.dtype,
-        param_dtype=self.param_dtype,
-        kernel_init=layers.normal_init(cfg.initializer_range, (sh.EMBED, sh.HEADS, sh.KV)),
-        bias_init=layers.zeros_init((sh.HEADS, sh.KV)),
+    def projection(name: str) -> tuple[jax.Array, jax.Array]:
+      return layers.HeadProjection(
+        cfg.hidden_size,
+        cfg.num_attention_heads,
+        cfg.head_dim,
+        cfg.initializer_range,
+        self.param_dtype,
         name=name,
-      )
+      )()
 
-    query_proj, key_proj = projection("query"), projection("key")
-    query = query_proj(x[:, :1] if first_token_only else x)  # [b, q, N, d]
-    key = key_proj(x)  # [b, k, N, d]
-    value = projection("value")(x)
+    def project(inputs: jax.Array, params: tuple[jax.Array, jax.Array]) -> jax.Array:
+      return layers.project_heads(inputs, [params], self.dtype)[0]
+
+    query_params, key_params = projection("query"), projection("key")
+    query, key, value = layers.project_heads(  # [b, L, N, d] each, one matmul
+      x, [query_params, key_params, projection("value")], self.dtype
+    )
+    if first_token_only:
+      query = query[:, :1]
     f32 = functools.partial(jnp.einsum, preferred_element_type=jnp.float32)
     logits = f32("bqhd,bkhd->bhqk", query, key)
     if cfg.relative_attention:
       rel = nn.Dropout(cfg.hidden_dropout_prob)(context.rel_embeddings, deterministic)
       index = context.rel_index[:1] if first_token_only else context.rel_index  # [q, k]
       if "c2p" in cfg.pos_att_type:
-        pos_key = (key_proj if cfg.share_att_key else projection("pos_key"))(rel)  # [R, N, d]
+        pos_key = project(rel, key_params if cfg.share_att_key else projection("pos_key"))
         by_row = f32("bqhd,rhd->bhqr", query, pos_key)
         logits += jnp.take_along_axis(by_row, index[None, None], axis=-1)
       if "p2c" in cfg.pos_att_type:
-        pos_query = (query_proj if cfg.share_att_key else projection("pos_query"))(rel)
+        pos_query = project(rel, query_params if cfg.share_att_key else projection("pos_query"))
         by_row = f32("bkhd,rhd->bhkr", key, pos_query)
         logits += jnp.swapaxes(jnp.take_along_axis(by_row, index.T[None, None], axis=-1), -1, -2)
     mask = context.token_mask[:, None, None, :]

@@ -68,7 +68,7 @@ PEAK_FLOPS = {
   "A100": (312e12, 19.5e12),
   "L4": (121e12, 30e12),
 }
-VERSIONED = ("jax", "jaxlib", "flax", "optax", "torch", "transformers")
+VERSIONED = ("pats_jax", "jax", "jaxlib", "flax", "optax", "torch", "transformers")
 
 
 def shape_config(name: str) -> dict[str, int]:
