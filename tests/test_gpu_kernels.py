@@ -306,3 +306,15 @@ def test_gpu_programs_clip_by_the_grouped_norm():
     assert ("concatenate" in jaxpr) == joined
   # A checkpoint of either restores into the other: the same state tree.
   assert jax.tree.structure(default.tx.init(grads)) == jax.tree.structure(grouped.tx.init(grads))
+
+
+def test_gpu_programs_join_the_attention_projections():
+  # Joined (GPU): one forward matmul for each layer's query, key and value instead of three.
+  config = tiny_config(arg="method=plain")
+  matmuls = {}
+  for flag in (False, True):
+    run = dry_run.abstract_run(config, None, jax.devices()[:1], gpu_program=flag)
+    jitted, args = run.step_args("eval")
+    matmuls[flag] = jitted.lower(*args).as_text().count("dot_general")
+  # tiny-bert: 2 layers, 2 matmuls fewer in each.
+  assert matmuls[False] - matmuls[True] == 4

@@ -6,6 +6,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from pats_jax.models import convert, deberta, heads, layers, tiny
 from pats_jax.models.config import ModelConfig
@@ -149,16 +150,21 @@ def test_head_projection_params_are_dense_generals():
   assert not np.allclose(kernels[0], kernels[1])  # Each its own draw.
 
 
-def test_project_heads_matches_separate_projections_and_their_gradients():
+@pytest.mark.parametrize("joined", [True, False])
+def test_project_heads_matches_separate_projections_and_their_gradients(joined):
   x = jax.random.normal(jax.random.key(1), (2, 5, 8))
   module = _Projections()
   params = nn.meta.unbox(module.init(jax.random.key(2), x)["params"])
   params = jax.tree.map(  # Non-zero biases, so that a misplaced bias would show.
     lambda p: p + jax.random.normal(jax.random.key(3), p.shape), params
   )
-  joined = module.apply({"params": params}, x)
+  with layers.joined_projections(joined):
+    assert layers.projections_joined() is joined
+    jaxpr = str(jax.make_jaxpr(lambda x: module.apply({"params": params}, x))(x))
+    assert jaxpr.count("dot_general") == (1 if joined else 3)
+    projected = module.apply({"params": params}, x)
   separate = _dense_general_projections(params, x, jnp.float32)
-  for got, want in zip(joined, separate, strict=True):
+  for got, want in zip(projected, separate, strict=True):
     assert got.shape == (2, 5, 2, 4)
     np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6)
 
@@ -169,18 +175,21 @@ def test_project_heads_matches_separate_projections_and_their_gradients():
 
     return jax.grad(f, argnums=(0, 1))(params, x)
 
-  got = loss(lambda p, x: module.apply({"params": p}, x))
+  with layers.joined_projections(joined):
+    got = loss(lambda p, x: module.apply({"params": p}, x))
   want = loss(lambda p, x: _dense_general_projections(p, x, jnp.float32))
   jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5), got, want)
 
 
-def test_project_heads_computes_in_the_compute_dtype():
+@pytest.mark.parametrize("joined", [True, False])
+def test_project_heads_computes_in_the_compute_dtype(joined):
   x = jax.random.normal(jax.random.key(1), (2, 5, 8))
   module = _Projections(jnp.bfloat16)
   params = nn.meta.unbox(module.init(jax.random.key(2), x)["params"])
-  joined = module.apply({"params": params}, x)
+  with layers.joined_projections(joined):
+    projected = module.apply({"params": params}, x)
   separate = _dense_general_projections(params, x, jnp.bfloat16)
-  for got, want in zip(joined, separate, strict=True):
+  for got, want in zip(projected, separate, strict=True):
     assert got.dtype == jnp.bfloat16
     np.testing.assert_allclose(
       np.asarray(got, np.float32), np.asarray(want, np.float32), rtol=2e-2, atol=2e-2

@@ -29,7 +29,7 @@ from pats_jax.models.classifier import SequenceClassifier
 from pats_jax.models.config import ModelConfig
 from pats_jax.models.convert import is_stacked, stack_layers, unstack_layers
 from pats_jax.models.families import SUPPORTED_MODEL_TYPES  # Registers every family.
-from pats_jax.models.layers import ATTENTION_CHOICES
+from pats_jax.models.layers import ATTENTION_CHOICES, joined_projections
 from pats_jax.models.loader import CheckpointError, Pretrained, load, save_pretrained
 from pats_jax.models.sharding import activation_sharding, axis_rules, layer_axes, logical_axes
 from pats_jax.models.stack import layer_layout
@@ -45,6 +45,7 @@ __all__ = [
   "activation_sharding",
   "axis_rules",
   "is_stacked",
+  "joined_projections",
   "layer_axes",
   "layer_layout",
   "load",
