@@ -250,7 +250,7 @@ def project_heads(
   training step then has one matmul for the outputs, one for the input's gradient, one for
   the weights' gradient and one reduction for the biases' gradient, instead of one of each
   per projection: on a GPU every one is a kernel. Not joined, each runs as its own matmul: the
-  TPU compiler estimates the BERT-base step at 34.41 ms joined against 32.88 ms separate
+  TPU compiler estimates the BERT-base step at 34.41 ms joined against 33.02 ms separate
   (v5e, 32 sequences per chip; `docs/performance.md`).
   """
   if projections_joined():
