@@ -192,8 +192,8 @@ class SelfAttention(nn.Module):
       )()
       for name in ("query", "key", "value")
     ]
-    # One matmul for all three; with `first_token_only` the queries of the other positions
-    # are computed and dropped (a separate 1-token query matmul costs more kernels than FLOPs).
+    # One matmul for all three in GPU programs (`layers.project_heads`); with
+    # `first_token_only` the queries of the other positions are computed and dropped.
     query, key, value = layers.project_heads(x, projections, self.dtype)
     out = layers.attend(
       self,
