@@ -17,9 +17,11 @@ over T optimizer updates, T_w = round(warmup_ratio * T). The methods (`config.me
 - `add_noise`: Gaussian gradient noise (`optax.add_noise`, Neelakantan et al. 2015) before AdamW.
 
 The PATS noise scale lambda_t is `noise_scale * lr(t) / lr_peak` (`noise_schedule="lr_shape"`,
-the default) or constant. Gradients are clipped to `grad_clip_norm` first; `grad_accum_steps > 1`
-wraps all in `optax.MultiSteps`. Both schedules are evaluated at the optimizer's own count of
-applied updates (`applied_updates`), which is also what the trainer logs.
+the default) or constant. Gradients are clipped to `grad_clip_norm` first (by their global
+norm; a GPU program without FSDP takes that norm as one reduction over the joined leaves,
+`reductions.clip_by_global_norm`); `grad_accum_steps > 1` wraps all in `optax.MultiSteps`.
+Both schedules are evaluated at the optimizer's own count of applied updates
+(`applied_updates`), which is also what the trainer logs.
 
 `config.apply_if_finite` is not an optax wrapper here: the train step skips a micro-step whose
 loss or gradients are not finite (`steps.make_train_step`), by the same test with which it
